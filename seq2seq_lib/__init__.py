@@ -1,0 +1,49 @@
+"""seq2seq_lib: the helper library of the seq2seq-zh-en course.
+
+Read it top to bottom in the order of the notebooks: data → tokenize → vocab → batching →
+models → train → decode → translator, with metrics and plots beside them.
+"""
+
+__version__ = "0.1.0"
+
+from .batching import (
+    Batch,
+    BucketBatchSampler,
+    TranslationDataset,
+    collate,
+    make_loader,
+    padding_share,
+)
+from .checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, save_checkpoint
+from .config import DataConfig, ModelConfig, TrainConfig
+from .data import (
+    Corpus,
+    CorpusError,
+    Splits,
+    load_corpus,
+    load_hsk,
+    read_parallel,
+    read_tsv,
+    split_pairs,
+)
+from .decode import Hypothesis, greedy_decode, greedy_trace
+from .metrics import bleu_signature, corpus_bleu, perplexity
+from .models import Decoder, Encoded, Encoder, Seq2Seq, build_model, count_parameters
+from .pipeline import PreparedData, prepare_data, tokenize_pairs
+from .plots import plot_history
+from .tokenize import add_word, detokenize_en, load_user_dict, tokenize_en, tokenize_zh
+from .train import FitResult, TrainingError, batch_loss, choose_device, evaluate_loss, fit, set_seed
+from .translator import Translator
+from .vocab import SPECIALS, Vocab
+
+__all__ = [
+    "Batch", "BucketBatchSampler", "CheckpointError", "CheckpointInfo", "Corpus", "CorpusError",
+    "DataConfig", "Decoder", "Encoded", "Encoder", "FitResult", "Hypothesis", "ModelConfig",
+    "PreparedData", "SPECIALS", "Seq2Seq", "Splits", "TrainConfig", "TrainingError",
+    "TranslationDataset", "Translator", "Vocab", "add_word", "batch_loss", "bleu_signature",
+    "build_model", "choose_device", "collate", "corpus_bleu", "count_parameters", "detokenize_en",
+    "evaluate_loss", "fit", "greedy_decode", "greedy_trace", "load_checkpoint", "load_corpus",
+    "load_hsk", "load_user_dict", "make_loader", "padding_share", "perplexity", "plot_history",
+    "prepare_data", "read_parallel", "read_tsv", "save_checkpoint", "set_seed", "split_pairs",
+    "tokenize_en", "tokenize_pairs", "tokenize_zh",
+]

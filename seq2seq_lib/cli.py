@@ -1,0 +1,198 @@
+"""Command line: ``python -m seq2seq_lib train | translate | evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+SAMPLE_SENTENCES = ["我喜欢学习机器学习。", "你好，老师！", "今天天气很好。", "我想喝一杯咖啡。",
+                    "他每天早上去学校。"]
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data (default: the embedded HSK corpus)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--data", choices=["hsk"], help="use the embedded HSK sentence corpus")
+    src.add_argument("--src", metavar="FILE", help="Chinese side: one sentence a line (use with --trg)")
+    src.add_argument("--tsv", metavar="FILE", help="Tatoeba-style file: English<TAB>Chinese per line")
+    g.add_argument("--trg", metavar="FILE", help="English side, aligned line by line with --src")
+    g.add_argument("--limit", type=int, help="use a random sample of this many pairs (quick runs)")
+    g.add_argument("--seed", type=int, default=0, help="seed for the split, sampling and training")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m seq2seq_lib",
+        description="Chinese-to-English translation with a GRU encoder-decoder.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tr = sub.add_parser("train", help="train a model and save its best checkpoint",
+                        description="Train on a corpus, keep the best checkpoint by validation "
+                                    "loss, then print test BLEU and sample translations.")
+    _add_data_args(tr)
+    g = tr.add_argument_group("model")
+    g.add_argument("--emb-dim", type=int, default=256, help="word-vector size (default 256)")
+    g.add_argument("--hid-dim", type=int, default=512, help="GRU hidden size (default 512)")
+    g.add_argument("--n-layers", type=int, default=2, help="stacked GRU layers (default 2)")
+    g.add_argument("--dropout", type=float, default=0.5, help="dropout probability (default 0.5)")
+    g.add_argument("--attention", choices=["none", "bahdanau", "dot", "general"], default="none",
+                   help="attention over the source words (default none)")
+    g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
+    g.add_argument("--min-freq", type=int, default=2, help="rarer words become <unk> (default 2)")
+    g.add_argument("--max-size", type=int, default=10_000,
+                   help="largest vocabulary, specials included (default 10000)")
+    g = tr.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=10, help="passes over the data (default 10)")
+    g.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
+    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping, 0 = off (default 1)")
+    g.add_argument("--teacher-forcing", type=float, default=1.0,
+                   help="probability of feeding the true previous word (default 1.0; the lesson used 0.5)")
+    g.add_argument("--no-bucket", action="store_true", help="plain shuffled batches, no length buckets")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps (default auto)")
+    g.add_argument("--amp", action="store_true", help="mixed precision (bf16) on CUDA")
+    g.add_argument("--resume", metavar="CKPT", help="continue training from this checkpoint")
+    g = tr.add_argument_group("output")
+    g.add_argument("--out", default="checkpoints/model.pt", help="checkpoint path (default %(default)s)")
+    g.add_argument("--plot", metavar="PNG", help="also save the loss curves to this PNG file")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    tl = sub.add_parser("translate", help="translate Chinese sentences with a checkpoint",
+                        description="Translate the sentences given as arguments, or else every "
+                                    "line of standard input.")
+    tl.add_argument("--checkpoint", required=True, help="checkpoint written by 'train'")
+    tl.add_argument("--max-len", type=int, default=50, help="most output words (default 50)")
+    tl.add_argument("sentences", nargs="*", help="Chinese sentences (default: read stdin)")
+
+    ev = sub.add_parser("evaluate", help="BLEU and perplexity of a checkpoint on its test split",
+                        description="Rebuild the checkpoint's corpus split and score the test part.")
+    ev.add_argument("--checkpoint", required=True, help="checkpoint written by 'train'")
+    ev.add_argument("--split", choices=["test", "valid"], default="test",
+                    help="which held-out split to score (default test)")
+    ev.add_argument("--examples", type=int, default=5, help="sample translations to show (default 5)")
+    return parser
+
+
+def _data_config(args: argparse.Namespace):
+    from .config import DataConfig
+
+    if args.src or args.trg:
+        if not (args.src and args.trg):
+            raise ValueError("--src and --trg must be given together")
+        return DataConfig(source="parallel", src_path=args.src, trg_path=args.trg,
+                          seed=args.seed, limit=args.limit)
+    if args.tsv:
+        return DataConfig(source="tsv", tsv_path=args.tsv, seed=args.seed, limit=args.limit)
+    return DataConfig(source="hsk", seed=args.seed, limit=args.limit)
+
+
+def _report(translator, pairs, n_examples: int, label: str) -> None:
+    from .metrics import bleu_signature
+
+    score, hyps = translator.bleu(pairs)
+    print(f"{label} BLEU = {score.score:.2f}  ({len(pairs)} sentences; "
+          f"sacreBLEU {bleu_signature(translator.data_cfg.lowercase)})")
+    for (zh, en), hyp in list(zip(pairs, hyps))[:n_examples]:
+        print(f"  {zh}\n    reference: {en}\n    model:     {hyp}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from .batching import make_loader
+    from .checkpoint import CheckpointInfo
+    from .config import ModelConfig, TrainConfig
+    from .models import build_model
+    from .pipeline import prepare_data
+    from .plots import plot_history
+    from .train import fit, set_seed
+    from .translator import Translator
+
+    data_cfg = replace(_data_config(args), min_freq=args.min_freq, max_size=args.max_size)
+    model_cfg = ModelConfig(args.emb_dim, args.hid_dim, args.n_layers, args.dropout,
+                            args.bidirectional, args.attention)
+    train_cfg = TrainConfig(args.epochs, args.batch_size, args.lr, args.clip, args.teacher_forcing,
+                            not args.no_bucket, args.seed, args.device, args.amp, args.out)
+    t0 = time.perf_counter()
+    data = prepare_data(data_cfg)
+    print(data.summary(), f"\n(tokenized in {time.perf_counter() - t0:.1f} s)")
+    set_seed(args.seed)
+    model = build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab))
+    info = CheckpointInfo(data.src_vocab, data.trg_vocab, data_cfg, model_cfg)
+    train_loader = make_loader(data.train, args.batch_size, bucket=train_cfg.bucket, seed=args.seed)
+    valid_loader = make_loader(data.valid, 256, bucket=False, shuffle=False)
+
+    def log(record, history):
+        print(f"epoch {int(record['epoch']):3d}  train {record['train_loss']:.3f}  "
+              f"valid {record['valid_loss']:.3f} (ppl {record['valid_ppl']:.1f})  "
+              f"{record['seconds']:.1f} s  {record['tokens_per_s']:.0f} tok/s", flush=True)
+
+    result = fit(model, train_loader, valid_loader, train_cfg, info, callbacks=[log],
+                 resume_from=args.resume, progress=not args.quiet)
+    train_s = sum(r["seconds"] for r in result.history)
+    print(f"stopped: {result.stopped}; best epoch {result.best_epoch} "
+          f"(valid loss {result.best_valid_loss:.3f}); training time {train_s:.0f} s; "
+          f"checkpoint: {result.checkpoint}")
+    if args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_history(result.history).savefig(args.plot, dpi=120)
+        print(f"loss curves: {args.plot}")
+    translator = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg)
+    _report(translator, data.splits.test, 3, "test")
+    print("sample translations:")
+    for zh, en in zip(SAMPLE_SENTENCES, translator.translate_batch(SAMPLE_SENTENCES)):
+        print(f"  {zh} → {en}")
+
+
+def cmd_translate(args: argparse.Namespace) -> None:
+    from .translator import Translator
+
+    translator = Translator.from_checkpoint(args.checkpoint)
+    sentences = args.sentences or [line.strip() for line in sys.stdin if line.strip()]
+    if not sentences:
+        raise ValueError("no sentence to translate: give one as an argument or on standard input")
+    for sentence in sentences:
+        print(translator.translate(sentence, args.max_len))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .batching import make_loader
+    from .data import load_corpus
+    from .pipeline import prepare_data
+    from .train import evaluate_loss
+    from .translator import Translator
+
+    translator = Translator.from_checkpoint(args.checkpoint)
+    data = prepare_data(translator.data_cfg, load_corpus(translator.data_cfg))
+    pairs = getattr(data.splits, args.split)
+    # score with the checkpoint's own vocabularies, not ones rebuilt from the corpus
+    from .batching import TranslationDataset
+
+    ds = TranslationDataset(*data.tokens[args.split], translator.src_vocab, translator.trg_vocab)
+    loss = evaluate_loss(translator.model, make_loader(ds, 256, bucket=False, shuffle=False),
+                         translator.device)
+    from .metrics import perplexity
+
+    print(f"{args.split} loss = {loss:.3f}, perplexity = {perplexity(loss):.1f}")
+    _report(translator, pairs, args.examples, args.split)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 training stopped early, 2 bad input)."""
+    args = _build_parser().parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .data import CorpusError
+    from .train import TrainingError
+
+    try:
+        {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate}[args.command](args)
+    except (CorpusError, CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingError as exc:
+        print(f"training stopped: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,73 @@
+"""Typed settings for data, model and training, with the lesson's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class DataConfig:
+    """Where the pairs come from and how they are split, tokenized and counted.
+
+    :param source: ``"hsk"`` (embedded corpus), ``"parallel"`` (two aligned files) or ``"tsv"``.
+    """
+
+    source: Literal["hsk", "parallel", "tsv"] = "hsk"
+    src_path: str | None = None
+    trg_path: str | None = None
+    tsv_path: str | None = None
+    valid_frac: float = 0.05
+    test_frac: float = 0.05
+    seed: int = 0
+    lowercase: bool = True
+    min_freq: int = 2
+    max_size: int = 10_000
+    max_len: int = 60  # pairs with a longer side (in tokens) are left out of training
+    user_dict: str | None = None
+    limit: int | None = None  # keep a seeded random sample of this many pairs (quick runs)
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the encoder-decoder; the defaults are the lesson's."""
+
+    emb_dim: int = 256
+    hid_dim: int = 512
+    n_layers: int = 2
+    dropout: float = 0.5
+    bidirectional: bool = False
+    attention: Literal["none", "bahdanau", "dot", "general"] = "none"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings.
+
+    ``teacher_forcing_ratio=1.0`` lets the decoder read the whole target in one fused GRU call;
+    the lesson used 0.5, which forces a step-by-step loop.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    clip: float = 1.0
+    teacher_forcing_ratio: float = 1.0
+    bucket: bool = True
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    checkpoint_path: str | None = None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict view of a config, safe for JSON and ``torch.load(weights_only=True)``."""
+    return asdict(cfg)
+
+
+def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """Rebuild a config, ignoring keys a newer or older version does not know."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in values.items() if k in known})

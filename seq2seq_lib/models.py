@@ -1,0 +1,161 @@
+"""The GRU encoder-decoder of the lesson, with packed sequences and a fused teacher-forced path."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .config import ModelConfig
+
+
+@dataclass
+class Encoded:
+    """What the encoder hands to the decoder.
+
+    ``outputs``: [src_len, batch, enc_dim] (zero at padded positions);
+    ``hidden``: [n_layers, batch, hid_dim], the context vector the decoder starts from;
+    ``mask``: [batch, src_len], True at real (non-pad) source positions.
+    """
+
+    outputs: torch.Tensor
+    hidden: torch.Tensor
+    mask: torch.Tensor
+
+
+class Encoder(nn.Module):
+    """Embedding → dropout → (bi)GRU over packed sequences, so padding never reaches the state."""
+
+    def __init__(self, vocab_size: int, emb_dim: int, hid_dim: int, n_layers: int,
+                 dropout: float, bidirectional: bool = False, pad_id: int = 1):
+        super().__init__()
+        self.pad_id = pad_id
+        self.n_layers = n_layers
+        self.bidirectional = bidirectional
+        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = nn.GRU(emb_dim, hid_dim, n_layers, dropout=dropout if n_layers > 1 else 0.0,
+                          bidirectional=bidirectional)
+        # a bidirectional encoder has two final states per layer: merge them for the decoder
+        self.bridge = nn.Linear(2 * hid_dim, hid_dim) if bidirectional else None
+        self.out_dim = hid_dim * (2 if bidirectional else 1)
+
+    def forward(self, src: torch.Tensor, src_lens: torch.Tensor) -> Encoded:
+        # src: [src_len, batch]; src_lens: [batch]
+        embedded = self.dropout(self.embedding(src))  # [src_len, batch, emb_dim]
+        packed = pack_padded_sequence(embedded, src_lens.cpu(), enforce_sorted=False)
+        packed_out, hidden = self.rnn(packed)  # hidden: [n_layers * dirs, batch, hid_dim]
+        outputs, _ = pad_packed_sequence(packed_out, total_length=src.shape[0])
+        if self.bridge is not None:
+            hidden = hidden.view(self.n_layers, 2, *hidden.shape[1:])  # [n_layers, 2, batch, hid]
+            hidden = torch.tanh(self.bridge(torch.cat([hidden[:, 0], hidden[:, 1]], dim=-1)))
+        mask = (src != self.pad_id).t()  # [batch, src_len]
+        return Encoded(outputs, hidden, mask)
+
+
+class Decoder(nn.Module):
+    """Embedding → dropout → GRU → linear layer over the target vocabulary.
+
+    :meth:`forward` reads any number of target steps in one GRU call; the logits come from
+    :meth:`project`, so training can project only the non-pad positions.
+    """
+
+    has_attention = False
+
+    def __init__(self, vocab_size: int, emb_dim: int, hid_dim: int, n_layers: int,
+                 dropout: float, pad_id: int = 1):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = nn.GRU(emb_dim, hid_dim, n_layers, dropout=dropout if n_layers > 1 else 0.0)
+        self.fc_out = nn.Linear(hid_dim, vocab_size)
+
+    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, enc: Encoded
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Run the decoder over ``inputs``.
+
+        :param inputs: [steps, batch] target ids fed in (teacher forcing) or chosen so far.
+        :param hidden: [n_layers, batch, hid_dim].
+        :return: states [steps, batch, hid_dim], new hidden, and attention (None here).
+        """
+        embedded = self.dropout(self.embedding(inputs))  # [steps, batch, emb_dim]
+        states, hidden = self.rnn(embedded, hidden)  # states: [steps, batch, hid_dim]
+        return states, hidden, None
+
+    def project(self, states: torch.Tensor) -> torch.Tensor:
+        """Logits over the target vocabulary: [..., hid_dim] → [..., vocab_size]."""
+        return self.fc_out(states)
+
+
+class Seq2Seq(nn.Module):
+    """Encoder + decoder. ``logits[t]`` is the prediction for ``trg[t + 1]``."""
+
+    def __init__(self, encoder: Encoder, decoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def encode(self, src: torch.Tensor, src_lens: torch.Tensor) -> Encoded:
+        return self.encoder(src, src_lens)
+
+    def decode_states(self, enc: Encoded, trg_in: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced pass: feed all of ``trg_in`` [steps, batch] at once.
+
+        :return: states [steps, batch, hid] and attention [steps, batch, src_len] or None.
+        """
+        states, _, attn = self.decoder(trg_in, enc.hidden, enc)
+        return states, attn
+
+    def forward(self, src: torch.Tensor, src_lens: torch.Tensor, trg: torch.Tensor,
+                teacher_forcing_ratio: float = 1.0, fused: bool | None = None) -> torch.Tensor:
+        """Score a target sentence.
+
+        :param src: [src_len, batch]; :param src_lens: [batch]; :param trg: [trg_len, batch].
+        :param teacher_forcing_ratio: probability of feeding the true previous word at a step.
+        :param fused: force (True) or forbid (False) the one-call path; by default it is used
+            exactly when ``teacher_forcing_ratio >= 1``.
+        :return: logits [trg_len - 1, batch, trg_vocab]; row t predicts ``trg[t + 1]``.
+        """
+        enc = self.encode(src, src_lens)
+        if fused is None:
+            fused = teacher_forcing_ratio >= 1.0
+        if fused:
+            states, _ = self.decode_states(enc, trg[:-1])
+            return self.decoder.project(states)
+        hidden = enc.hidden
+        inp = trg[0]  # [batch], all <sos>
+        steps = []
+        for t in range(trg.shape[0] - 1):
+            state, hidden, _ = self.decoder(inp.unsqueeze(0), hidden, enc)
+            logits = self.decoder.project(state[0])  # [batch, trg_vocab]
+            steps.append(logits)
+            teacher = random.random() < teacher_forcing_ratio
+            inp = trg[t + 1] if teacher else logits.argmax(-1)
+        return torch.stack(steps)  # [trg_len - 1, batch, trg_vocab]
+
+
+def build_model(cfg: ModelConfig, src_vocab_size: int, trg_vocab_size: int,
+                pad_id: int = 1) -> Seq2Seq:
+    """A :class:`Seq2Seq` whose embedding and output sizes come from the vocabularies."""
+    encoder = Encoder(src_vocab_size, cfg.emb_dim, cfg.hid_dim, cfg.n_layers, cfg.dropout,
+                      bidirectional=cfg.bidirectional, pad_id=pad_id)
+    if cfg.attention == "none":
+        decoder: nn.Module = Decoder(trg_vocab_size, cfg.emb_dim, cfg.hid_dim, cfg.n_layers,
+                                     cfg.dropout, pad_id=pad_id)
+    else:
+        from .attention import AttentionDecoder
+
+        decoder = AttentionDecoder(trg_vocab_size, cfg.emb_dim, cfg.hid_dim, cfg.n_layers,
+                                   cfg.dropout, enc_dim=encoder.out_dim, kind=cfg.attention,
+                                   pad_id=pad_id)
+    return Seq2Seq(encoder, decoder)
+
+
+def count_parameters(model: nn.Module) -> list[tuple[str, tuple[int, ...], int]]:
+    """(name, shape, count) for every trainable parameter, in registration order."""
+    return [(n, tuple(p.shape), p.numel()) for n, p in model.named_parameters() if p.requires_grad]

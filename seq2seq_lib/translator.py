@@ -1,0 +1,101 @@
+"""The bundle a learner saves and loads: model, both vocabularies, tokenizer settings, configs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from sacrebleu.metrics import BLEUScore
+
+from .batching import collate
+from .checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from .config import DataConfig, ModelConfig, TrainConfig
+from .data import Pair
+from .decode import Hypothesis, greedy_decode
+from .metrics import corpus_bleu
+from .models import Seq2Seq, build_model
+from .tokenize import detokenize_en, tokenize_zh
+from .train import choose_device
+from .vocab import Vocab
+
+
+class Translator:
+    """Chinese sentence in, English sentence out.
+
+    >>> tr = Translator.from_checkpoint("checkpoints/demo.pt")   # doctest: +SKIP
+    >>> tr.translate("我喜欢学习机器学习。")                       # doctest: +SKIP
+    """
+
+    def __init__(self, model: Seq2Seq, src_vocab: Vocab, trg_vocab: Vocab,
+                 data_cfg: DataConfig, model_cfg: ModelConfig,
+                 device: torch.device | str | None = None):
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device)
+        self.src_vocab, self.trg_vocab = src_vocab, trg_vocab
+        self.data_cfg, self.model_cfg = data_cfg, model_cfg
+
+    @property
+    def info(self) -> CheckpointInfo:
+        return CheckpointInfo(self.src_vocab, self.trg_vocab, self.data_cfg, self.model_cfg)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Translator:
+        """Load a checkpoint written by training (``device="auto"`` picks CUDA/MPS/CPU)."""
+        dev = choose_device(device, verbose=False) if device == "auto" else torch.device(device)
+        ckpt = load_checkpoint(path, map_location=dev)
+        info: CheckpointInfo = ckpt["info"]
+        model = build_model(info.model_cfg, len(info.src_vocab), len(info.trg_vocab),
+                            pad_id=info.src_vocab.pad_id)
+        model.load_state_dict(ckpt["model_state"])
+        return cls(model, info.src_vocab, info.trg_vocab, info.data_cfg, info.model_cfg, dev)
+
+    def save(self, path: str | Path, train_cfg: TrainConfig | None = None,
+             history: Sequence[dict[str, float]] = (), epoch: int = 0) -> Path:
+        """Write the current weights as a self-describing checkpoint."""
+        return save_checkpoint(path, self.model.state_dict(), self.info, train_cfg or TrainConfig(),
+                               list(history), epoch)
+
+    def src_tokens(self, sentence: str) -> list[str]:
+        """The jieba tokens of ``sentence``, as the model sees them (before ``<unk>`` mapping)."""
+        if not isinstance(sentence, str) or not sentence.strip():
+            raise ValueError("cannot translate an empty sentence: type some Chinese text")
+        return tokenize_zh(sentence.strip())
+
+    def encode(self, sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sentences to a padded source batch: ([src_len, batch], [batch])."""
+        examples = [(torch.tensor(self.src_vocab.encode(self.src_tokens(s), add_sos_eos=True)),
+                     torch.tensor([Vocab.sos_id])) for s in sentences]
+        batch = collate(examples, self.src_vocab.pad_id)
+        return batch.src.to(self.device), batch.src_lens
+
+    def hypotheses(self, sentences: Sequence[str], max_len: int = 50, batch_size: int = 128,
+                   eval_mode: bool = True) -> list[Hypothesis]:
+        """Greedy hypotheses for ``sentences``, decoded in length-sorted batches, in input order."""
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        out: list[Hypothesis | None] = [None] * len(sentences)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            src, src_lens = self.encode([sentences[i] for i in idx])
+            hyps = greedy_decode(self.model, src, src_lens, max_len, eval_mode=eval_mode)
+            for i, hyp in zip(idx, hyps):
+                out[i] = hyp
+        return out  # type: ignore[return-value]
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """Output ids to an English sentence."""
+        return detokenize_en(self.trg_vocab.decode(ids), capitalize=self.data_cfg.lowercase)
+
+    def translate_batch(self, sentences: Sequence[str], max_len: int = 50,
+                        batch_size: int = 128) -> list[str]:
+        """Translate many sentences (batched greedy decoding)."""
+        return [self.detokenize(h.ids) for h in self.hypotheses(sentences, max_len, batch_size)]
+
+    def translate(self, sentence: str, max_len: int = 50) -> str:
+        """Translate one Chinese sentence, e.g. ``translate("我喜欢学习机器学习。")``."""
+        return self.translate_batch([sentence], max_len)[0]
+
+    def bleu(self, pairs: Sequence[Pair], max_len: int = 50) -> tuple[BLEUScore, list[str]]:
+        """Corpus BLEU on (zh, en) pairs and the hypotheses it was computed from."""
+        hyps = self.translate_batch([zh for zh, _ in pairs], max_len)
+        return corpus_bleu(hyps, [en for _, en in pairs], lowercase=self.data_cfg.lowercase), hyps

@@ -1,0 +1,102 @@
+"""Vocabulary: tokens to contiguous ids and back, with the lesson's four special tokens."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+UNK, PAD, SOS, EOS = "<unk>", "<pad>", "<sos>", "<eos>"
+SPECIALS = (UNK, PAD, SOS, EOS)  # ids 0, 1, 2, 3, as in the lesson
+
+
+class Vocab:
+    """A fixed token list; ``itos[i]`` is the token with id ``i``.
+
+    Build one with :meth:`build`; the ids are contiguous, so ``len(vocab)`` is the right size for
+    an embedding table.
+    """
+
+    unk_id, pad_id, sos_id, eos_id = 0, 1, 2, 3
+
+    def __init__(self, itos: list[str]):
+        if tuple(itos[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a vocabulary must start with {SPECIALS}, got {itos[:4]}")
+        if len(set(itos)) != len(itos):
+            raise ValueError("a vocabulary must not list a token twice")
+        self.itos = list(itos)
+        self.stoi = {tok: i for i, tok in enumerate(self.itos)}
+
+    @classmethod
+    def build(
+        cls, tokenized: Iterable[list[str]], min_freq: int = 1, max_size: int | None = None
+    ) -> Vocab:
+        """Count tokens and keep the most frequent ones.
+
+        :param min_freq: tokens seen fewer times become ``<unk>``.
+        :param max_size: upper bound on ``len(vocab)``, the four specials included.
+        Ties in frequency are broken alphabetically, so the same corpus gives the same ids.
+        """
+        if min_freq < 1:
+            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+        if max_size is not None and max_size < len(SPECIALS):
+            raise ValueError(f"max_size must be at least {len(SPECIALS)} (the specials), got {max_size}")
+        counts = Counter(tok for sent in tokenized for tok in sent)
+        for special in SPECIALS:
+            counts.pop(special, None)
+        ranked = sorted((item for item in counts.items() if item[1] >= min_freq),
+                        key=lambda item: (-item[1], item[0]))
+        if max_size is not None:
+            ranked = ranked[: max_size - len(SPECIALS)]
+        return cls(list(SPECIALS) + [tok for tok, _ in ranked])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def __getitem__(self, token: str) -> int:
+        return self.stoi.get(token, self.unk_id)
+
+    def encode(self, tokens: list[str], add_sos_eos: bool = False) -> list[int]:
+        """Token list to ids; unknown tokens become ``<unk>``."""
+        ids = [self.stoi.get(tok, self.unk_id) for tok in tokens]
+        return [self.sos_id, *ids, self.eos_id] if add_sos_eos else ids
+
+    def decode(self, ids: Iterable[int], strip_specials: bool = True) -> list[str]:
+        """Ids to tokens, stopping at ``<eos>`` and dropping ``<sos>``/``<pad>`` when asked."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if strip_specials and i == self.eos_id:
+                break
+            if strip_specials and i in (self.sos_id, self.pad_id):
+                continue
+            out.append(self.itos[i])
+        return out
+
+    def unk_rate(self, tokenized: Iterable[list[str]]) -> float:
+        """Share of tokens in ``tokenized`` that this vocabulary maps to ``<unk>``."""
+        total = unknown = 0
+        for sent in tokenized:
+            total += len(sent)
+            unknown += sum(tok not in self.stoi for tok in sent)
+        return unknown / total if total else 0.0
+
+    def to_list(self) -> list[str]:
+        """The token list, for checkpoints."""
+        return list(self.itos)
+
+    def save(self, path: str | Path) -> None:
+        """Write the vocabulary as a JSON list of tokens."""
+        Path(path).write_text(json.dumps(self.itos, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        """Read a vocabulary written by :meth:`save`."""
+        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def __repr__(self) -> str:
+        return f"Vocab(size={len(self)}, first={self.itos[4:9]})"

@@ -1,0 +1,71 @@
+"""Shared fixtures: the tiny corpus, its prepared form, and a small model trained to memorize it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from seq2seq_lib import (
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    build_model,
+    fit,
+    make_loader,
+    prepare_data,
+    read_parallel,
+    set_seed,
+)
+from seq2seq_lib.checkpoint import CheckpointInfo
+
+DATA = Path(__file__).parent / "data"
+
+TINY_MODEL = ModelConfig(emb_dim=32, hid_dim=64, n_layers=1, dropout=0.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus():
+    return read_parallel(DATA / "tiny.zh", DATA / "tiny.en")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_corpus):
+    """All 20 pairs in every split (valid = test = train), min_freq 1: a memorization task."""
+    cfg = DataConfig(source="parallel", src_path=str(DATA / "tiny.zh"),
+                     trg_path=str(DATA / "tiny.en"), valid_frac=0.0, test_frac=0.0, min_freq=1)
+    data = prepare_data(cfg, tiny_corpus)
+    data.valid = data.test = data.train
+    data.tokens["valid"] = data.tokens["test"] = data.tokens["train"]
+    data.splits.valid = data.splits.test = data.splits.train
+    return cfg, data
+
+
+def tiny_setup(data_cfg, data, epochs=60, model_cfg=TINY_MODEL, checkpoint_path=None, seed=0,
+               lr=1e-2):
+    """A fresh small model with its loaders and configs: (model, train, valid, cfg, info)."""
+    set_seed(seed)
+    model = build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab))
+    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=lr, seed=seed, device="cpu",
+                      checkpoint_path=str(checkpoint_path) if checkpoint_path else None)
+    info = CheckpointInfo(data.src_vocab, data.trg_vocab, data_cfg, model_cfg)
+    train_loader = make_loader(data.train, 8, seed=seed)
+    valid_loader = make_loader(data.valid, 32, bucket=False, shuffle=False)
+    return model, train_loader, valid_loader, cfg, info
+
+
+def train_tiny(data_cfg, data, epochs=60, model_cfg=TINY_MODEL, checkpoint_path=None,
+               seed=0, lr=1e-2, **kw):
+    """Train a small model on the tiny corpus; returns (model, result, info, train_cfg)."""
+    model, train_loader, valid_loader, cfg, info = tiny_setup(
+        data_cfg, data, epochs, model_cfg, checkpoint_path, seed, lr)
+    result = fit(model, train_loader, valid_loader, cfg, info, progress=False, **kw)
+    return model, result, info, cfg
+
+
+@pytest.fixture(scope="session")
+def memorized(tiny_data):
+    """A model that has learned the 20 tiny pairs by heart."""
+    data_cfg, data = tiny_data
+    model, result, info, cfg = train_tiny(data_cfg, data, epochs=80)
+    return model, result, info

@@ -1,0 +1,132 @@
+import math
+
+import pytest
+import torch
+from conftest import tiny_setup, train_tiny
+
+from seq2seq_lib import TrainingError, choose_device, fit, greedy_decode, load_checkpoint
+from seq2seq_lib.lesson import lesson_shifted_loss
+from seq2seq_lib.vocab import Vocab
+
+
+def decode_all(model, data):
+    from seq2seq_lib import collate
+
+    b = collate([data.train[i] for i in range(len(data.train))])
+    hyps = greedy_decode(model, b.src, b.src_lens, max_len=20)
+    return [data.trg_vocab.decode(h.ids) for h in hyps]
+
+
+def test_tiny_model_memorizes_and_greedy_decodes_exactly(memorized, tiny_data):
+    model, result, _ = memorized
+    _, data = tiny_data
+    assert result.history[-1]["train_loss"] < 0.05
+    assert decode_all(model, data) == data.tokens["train"][1]
+
+
+def test_the_lessons_shifted_target_cannot_be_learned(tiny_data):
+    """The same training with the lesson's misaligned loss does not reproduce the targets."""
+    data_cfg, data = tiny_data
+    model, result, *_ = train_tiny(data_cfg, data, epochs=80, loss_fn=lesson_shifted_loss)
+    outputs = decode_all(model, data)
+    exact = sum(o == t for o, t in zip(outputs, data.tokens["train"][1]))
+    assert exact <= 2
+
+
+def test_same_seed_same_run(tiny_data):
+    data_cfg, data = tiny_data
+    _, a, *_ = train_tiny(data_cfg, data, epochs=3, seed=5)
+    _, b, *_ = train_tiny(data_cfg, data, epochs=3, seed=5)
+    _, c, *_ = train_tiny(data_cfg, data, epochs=3, seed=6)
+    losses = lambda r: [(h["train_loss"], h["valid_loss"]) for h in r.history]  # noqa: E731
+    assert losses(a) == losses(b)
+    assert losses(a) != losses(c)
+
+
+def test_checkpoint_holds_everything_and_no_temp_file_is_left(tiny_data, tmp_path):
+    data_cfg, data = tiny_data
+    path = tmp_path / "ck" / "m.pt"
+    model, result, *_ = train_tiny(data_cfg, data, epochs=4, checkpoint_path=path)
+    assert result.checkpoint == path
+    assert [p.name for p in path.parent.iterdir()] == ["m.pt"]
+    ck = load_checkpoint(path)
+    assert ck["epoch"] == result.best_epoch
+    assert len(ck["history"]) == 4
+    assert ck["info"].src_vocab.itos == data.src_vocab.itos
+    assert ck["info"].trg_vocab.itos == data.trg_vocab.itos
+    assert ck["library_version"] and "optimizer_state" in ck
+    for k, v in model.state_dict().items():  # the model holds the best weights after fit
+        torch.testing.assert_close(v, ck["model_state"][k])
+
+
+def test_interrupt_keeps_best_weights_and_history(tiny_data, tmp_path):
+    data_cfg, data = tiny_data
+    path = tmp_path / "m.pt"
+
+    def interrupt_at_3(record, history):
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    model, result, *_ = train_tiny(data_cfg, data, epochs=10, checkpoint_path=path,
+                                   callbacks=[interrupt_at_3])
+    assert result.stopped == "interrupted"
+    assert len(result.history) == 3
+    ck = load_checkpoint(path)
+    assert len(ck["history"]) == 3
+    assert ck["epoch"] == result.best_epoch
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, ck["model_state"][k])
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_best(tiny_data, tmp_path):
+    data_cfg, data = tiny_data
+    path = tmp_path / "m.pt"
+    model, train_loader, valid_loader, cfg, info = tiny_setup(data_cfg, data, 5, checkpoint_path=path)
+
+    def poison(record, history):
+        if record["epoch"] == 2:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float("nan"))
+
+    with pytest.raises(TrainingError, match=r"epoch 3, batch \d+: the training loss became nan"):
+        fit(model, train_loader, valid_loader, cfg, info, callbacks=[poison], progress=False)
+    ck = load_checkpoint(path)
+    assert ck["epoch"] == 2 and len(ck["history"]) == 2
+    assert all(torch.isfinite(v).all() for v in ck["model_state"].values())
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # best weights are back
+
+
+def test_resume_continues_where_the_checkpoint_stopped(tiny_data, tmp_path):
+    data_cfg, data = tiny_data
+    path = tmp_path / "m.pt"
+    _, first, *_ = train_tiny(data_cfg, data, epochs=4, checkpoint_path=path)
+    assert first.best_epoch == 4
+    _, resumed, *_ = train_tiny(data_cfg, data, epochs=6, checkpoint_path=path, resume_from=path)
+    _, straight, *_ = train_tiny(data_cfg, data, epochs=6)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4, 5, 6]
+    for r, s in zip(resumed.history, straight.history):
+        assert math.isclose(r["train_loss"], s["train_loss"], rel_tol=1e-4)
+
+
+def test_device_choice():
+    assert choose_device("cpu", verbose=False).type == "cpu"
+    assert choose_device("auto", verbose=False).type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            choose_device("cuda", verbose=False)
+
+
+def test_loss_ignores_padding(memorized, tiny_data):
+    from seq2seq_lib import batch_loss, collate
+
+    model, *_ = memorized
+    _, data = tiny_data
+    short = collate([data.train[0]])
+    padded = collate([data.train[0], data.train[19], data.train[3]])
+    model.eval()
+    with torch.no_grad():
+        alone, n_alone = batch_loss(model, short)
+        # the same sentence inside a padded batch contributes the same token losses
+        assert int((padded.trg[1:, 0] != Vocab.pad_id).sum()) == n_alone
+    assert alone.item() < 0.1
