@@ -6,6 +6,7 @@ models → train → decode → translator, with metrics and plots beside them.
 
 __version__ = "0.1.0"
 
+from .attention import AdditiveAttention, AttentionDecoder, LuongAttention
 from .batching import (
     Batch,
     BucketBatchSampler,
@@ -26,17 +27,19 @@ from .data import (
     read_tsv,
     split_pairs,
 )
-from .decode import Hypothesis, greedy_decode, greedy_trace
+from .decode import Hypothesis, beam_search, gnmt_length_penalty, greedy_decode, greedy_trace
 from .metrics import bleu_signature, corpus_bleu, perplexity
 from .models import Decoder, Encoded, Encoder, Seq2Seq, build_model, count_parameters
 from .pipeline import PreparedData, prepare_data, tokenize_pairs
-from .plots import plot_history
+from .plots import cjk_font, plot_attention, plot_history, use_cjk_font
 from .tokenize import add_word, detokenize_en, load_user_dict, tokenize_en, tokenize_zh
 from .train import FitResult, TrainingError, batch_loss, choose_device, evaluate_loss, fit, set_seed
 from .translator import Translator
 from .vocab import SPECIALS, Vocab
 
 __all__ = [
+    "AdditiveAttention", "AttentionDecoder", "LuongAttention", "beam_search", "cjk_font",
+    "gnmt_length_penalty", "plot_attention", "use_cjk_font",
     "Batch", "BucketBatchSampler", "CheckpointError", "CheckpointInfo", "Corpus", "CorpusError",
     "DataConfig", "Decoder", "Encoded", "Encoder", "FitResult", "Hypothesis", "ModelConfig",
     "PreparedData", "SPECIALS", "Seq2Seq", "Splits", "TrainConfig", "TrainingError",

@@ -23,6 +23,14 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for the split, sampling and training")
 
 
+def _add_decode_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--beam", type=int, default=1, metavar="N",
+                   help="beam size; 1 = greedy decoding (default 1)")
+    g.add_argument("--length-penalty", type=float, default=0.6, metavar="ALPHA",
+                   help="GNMT length-penalty exponent for beam search; 0 = none (default 0.6)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m seq2seq_lib",
@@ -59,6 +67,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="checkpoints/model.pt", help="checkpoint path (default %(default)s)")
     g.add_argument("--plot", metavar="PNG", help="also save the loss curves to this PNG file")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_decode_args(tr)  # how the test BLEU and the samples at the end are decoded
 
     tl = sub.add_parser("translate", help="translate Chinese sentences with a checkpoint",
                         description="Translate the sentences given as arguments, or else every "
@@ -66,6 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--checkpoint", required=True, help="checkpoint written by 'train'")
     tl.add_argument("--max-len", type=int, default=50, help="most output words (default 50)")
     tl.add_argument("sentences", nargs="*", help="Chinese sentences (default: read stdin)")
+    _add_decode_args(tl)
 
     ev = sub.add_parser("evaluate", help="BLEU and perplexity of a checkpoint on its test split",
                         description="Rebuild the checkpoint's corpus split and score the test part.")
@@ -73,6 +83,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["test", "valid"], default="test",
                     help="which held-out split to score (default test)")
     ev.add_argument("--examples", type=int, default=5, help="sample translations to show (default 5)")
+    _add_decode_args(ev)
     return parser
 
 
@@ -89,11 +100,13 @@ def _data_config(args: argparse.Namespace):
     return DataConfig(source="hsk", seed=args.seed, limit=args.limit)
 
 
-def _report(translator, pairs, n_examples: int, label: str) -> None:
+def _report(translator, pairs, n_examples: int, label: str, beam: int = 1,
+            length_penalty: float = 0.6) -> None:
     from .metrics import bleu_signature
 
-    score, hyps = translator.bleu(pairs)
-    print(f"{label} BLEU = {score.score:.2f}  ({len(pairs)} sentences; "
+    score, hyps = translator.bleu(pairs, beam_size=beam, length_penalty=length_penalty)
+    how = "greedy" if beam == 1 else f"beam {beam}, length penalty {length_penalty:g}"
+    print(f"{label} BLEU = {score.score:.2f}  ({len(pairs)} sentences, {how}; "
           f"sacreBLEU {bleu_signature(translator.data_cfg.lowercase)})")
     for (zh, en), hyp in list(zip(pairs, hyps))[:n_examples]:
         print(f"  {zh}\n    reference: {en}\n    model:     {hyp}")
@@ -111,6 +124,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .train import fit, set_seed
     from .translator import Translator
 
+    _check_beam(args)
     data_cfg = replace(_data_config(args), min_freq=args.min_freq, max_size=args.max_size)
     model_cfg = ModelConfig(args.emb_dim, args.hid_dim, args.n_layers, args.dropout,
                             args.bidirectional, args.attention)
@@ -141,21 +155,30 @@ def cmd_train(args: argparse.Namespace) -> None:
         plot_history(result.history).savefig(args.plot, dpi=120)
         print(f"loss curves: {args.plot}")
     translator = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg)
-    _report(translator, data.splits.test, 3, "test")
+    _report(translator, data.splits.test, 3, "test", args.beam, args.length_penalty)
     print("sample translations:")
-    for zh, en in zip(SAMPLE_SENTENCES, translator.translate_batch(SAMPLE_SENTENCES)):
+    samples = translator.translate_batch(SAMPLE_SENTENCES, beam_size=args.beam,
+                                         length_penalty=args.length_penalty)
+    for zh, en in zip(SAMPLE_SENTENCES, samples):
         print(f"  {zh} → {en}")
+
+
+def _check_beam(args: argparse.Namespace) -> None:
+    if args.beam < 1:
+        raise ValueError(f"--beam must be at least 1, got {args.beam}")
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
     from .translator import Translator
 
+    _check_beam(args)
     translator = Translator.from_checkpoint(args.checkpoint)
     sentences = args.sentences or [line.strip() for line in sys.stdin if line.strip()]
     if not sentences:
         raise ValueError("no sentence to translate: give one as an argument or on standard input")
     for sentence in sentences:
-        print(translator.translate(sentence, args.max_len))
+        print(translator.translate(sentence, args.max_len, beam_size=args.beam,
+                                   length_penalty=args.length_penalty))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -165,9 +188,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .train import evaluate_loss
     from .translator import Translator
 
+    _check_beam(args)
     translator = Translator.from_checkpoint(args.checkpoint)
     data = prepare_data(translator.data_cfg, load_corpus(translator.data_cfg))
     pairs = getattr(data.splits, args.split)
+    if not pairs:
+        raise ValueError(f"the {args.split} split of this checkpoint's corpus is empty")
     # score with the checkpoint's own vocabularies, not ones rebuilt from the corpus
     from .batching import TranslationDataset
 
@@ -177,7 +203,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .metrics import perplexity
 
     print(f"{args.split} loss = {loss:.3f}, perplexity = {perplexity(loss):.1f}")
-    _report(translator, pairs, args.examples, args.split)
+    _report(translator, pairs, args.examples, args.split, args.beam, args.length_penalty)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,12 +18,15 @@ class Encoded:
 
     ``outputs``: [src_len, batch, enc_dim] (zero at padded positions);
     ``hidden``: [n_layers, batch, hid_dim], the context vector the decoder starts from;
-    ``mask``: [batch, src_len], True at real (non-pad) source positions.
+    ``mask``: [batch, src_len], True at real (non-pad) source positions;
+    ``cache``: values a decoder computes once per source batch and reuses at every step
+    (the attention decoder keeps its projected keys here).
     """
 
     outputs: torch.Tensor
     hidden: torch.Tensor
     mask: torch.Tensor
+    cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
 
 class Encoder(nn.Module):

@@ -1,11 +1,22 @@
-"""Loss curves (and, with attention, heat-maps) drawn with matplotlib."""
+"""Loss curves and attention heat-maps drawn with matplotlib (Chinese labels included)."""
 
 from __future__ import annotations
 
+import importlib.util
+import warnings
 from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from numpy.typing import ArrayLike
+
+# Noto Sans CJK SC, shipped inside the pip package ``mplfonts`` (see requirements.txt)
+CJK_FONT_PACKAGE, CJK_FONT_FILE = "mplfonts", "fonts/NotoSansCJKsc-Regular.otf"
 
 
 def plot_history(history: Sequence[dict[str, float]], ax: Axes | None = None,
@@ -27,6 +38,173 @@ def plot_history(history: Sequence[dict[str, float]], ax: Axes | None = None,
     ax.set_ylabel("cross-entropy")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+@lru_cache(maxsize=1)
+def cjk_font() -> str | None:
+    """Register the packaged Chinese font with matplotlib (once) and return its family name.
+
+    The font file comes with the ``mplfonts`` package, so nothing is downloaded and no set-up
+    command is needed. Returns None (with a warning) when the package is not installed.
+    """
+    spec = importlib.util.find_spec(CJK_FONT_PACKAGE)  # finds the package without importing it
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    paths = [Path(folder) / CJK_FONT_FILE for folder in folders]
+    path = next((p for p in paths if p.is_file()), None)
+    if path is None:
+        warnings.warn(f"the font package {CJK_FONT_PACKAGE!r} is not installed: Chinese labels "
+                      "may show as empty boxes (pip install -r requirements.txt)", stacklevel=2)
+        return None
+    font_manager.fontManager.addfont(str(path))
+    return font_manager.FontProperties(fname=str(path)).get_name()
+
+
+def font_families() -> list[str]:
+    """Font families for text that mixes Latin and Chinese: matplotlib's default sans-serif
+    font first, the CJK font as the fallback for the characters it lacks."""
+    cjk = cjk_font()
+    return ["DejaVu Sans", cjk] if cjk else ["DejaVu Sans"]
+
+
+def use_cjk_font() -> None:
+    """Make every later matplotlib text able to show Chinese (changes ``rcParams``)."""
+    import matplotlib
+
+    cjk = cjk_font()
+    families = list(matplotlib.rcParams["font.sans-serif"])
+    if cjk and cjk not in families:
+        matplotlib.rcParams["font.sans-serif"] = [*families, cjk]
+
+
+def plot_attention(attention: ArrayLike, src_tokens: Sequence[str], trg_tokens: Sequence[str],
+                   ax: Axes | None = None, title: str | None = None) -> Figure:
+    """Heat-map of attention weights: one row per output word, one column per source word.
+
+    :param attention: [out_len, src_len] weights (a tensor or an array; rows sum to 1).
+    :param src_tokens: the ``src_len`` source labels (x axis), e.g. ``["<sos>", "我", ..., "<eos>"]``.
+    :param trg_tokens: the ``out_len`` output labels (y axis), ending with ``"<eos>"``.
+    """
+    if hasattr(attention, "detach"):  # a torch tensor, possibly on a GPU
+        attention = attention.detach().cpu().float().numpy()
+    weights = np.asarray(attention, dtype=float)  # [out_len, src_len]
+    if weights.ndim != 2 or weights.shape != (len(trg_tokens), len(src_tokens)):
+        raise ValueError(f"attention has shape {weights.shape}, but there are {len(trg_tokens)} "
+                         f"output and {len(src_tokens)} source tokens")
+    if ax is None:
+        fig = Figure(figsize=(1.0 + 0.45 * max(len(src_tokens), 4),
+                              1.0 + 0.4 * max(len(trg_tokens), 4)))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    ax.clear()
+    image = ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    families = font_families()
+    ax.set_xticks(range(len(src_tokens)), list(src_tokens), rotation=45, ha="right",
+                  rotation_mode="anchor", fontfamily=families)
+    ax.set_yticks(range(len(trg_tokens)), list(trg_tokens), fontfamily=families)
+    ax.set_xlabel("source (Chinese)")
+    ax.set_ylabel("output (English)")
+    if title:
+        ax.set_title(title, fontfamily=families)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
+    fig.tight_layout()
+    return fig
+
+
+def plot_length_histogram(lengths_by_name: dict[str, Sequence[int]], ax: Axes | None = None,
+                          title: str = "sentence length", xlabel: str = "tokens per sentence"
+                          ) -> Figure:
+    """Overlaid histograms (one bin per length) of several sets of sentence lengths.
+
+    :param lengths_by_name: e.g. ``{"zh words": [...], "zh chars": [...], "en words": [...]}``;
+        each legend entry shows the mean and the longest length.
+    """
+    if ax is None:
+        fig = Figure(figsize=(7, 3.5))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    ax.clear()
+    filled = [v for v in lengths_by_name.values() if len(v)]
+    shortest = min((min(v) for v in filled), default=0)
+    longest = max((max(v) for v in filled), default=1)
+    bins = [b - 0.5 for b in range(shortest, longest + 2)]
+    for name, lengths in lengths_by_name.items():
+        if not len(lengths):
+            continue
+        mean = sum(lengths) / len(lengths)
+        ax.hist(lengths, bins=bins, histtype="step", linewidth=1.8,
+                label=f"{name} (mean {mean:.1f}, max {max(lengths)})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("sentences")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_padding_share(batch_sizes: Sequence[int], shares_by_name: dict[str, Sequence[float]],
+                       ax: Axes | None = None, title: str = "padding share of the batches"
+                       ) -> Figure:
+    """Grouped bars: the share of padded positions (in %) for each batch size and loader kind.
+
+    :param shares_by_name: e.g. ``{"random batches": [...], "length buckets": [...]}``, one share
+        (0..1) per entry of ``batch_sizes``.
+    """
+    if ax is None:
+        fig = Figure(figsize=(7, 3.5))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    ax.clear()
+    width = 0.8 / max(len(shares_by_name), 1)
+    for k, (name, shares) in enumerate(shares_by_name.items()):
+        xs = [i + (k - (len(shares_by_name) - 1) / 2) * width for i in range(len(batch_sizes))]
+        bars = ax.bar(xs, [100 * s for s in shares], width, label=name)
+        ax.bar_label(bars, fmt="%.0f%%", fontsize=8)
+    ax.set_xticks(range(len(batch_sizes)), [str(b) for b in batch_sizes])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("padding (% of positions)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_unk_curve(sizes: Sequence[int], rates: Sequence[float], reachable: int | None = None,
+                   current: tuple[int, float] | None = None, ax: Axes | None = None,
+                   title: str = "validation <unk> rate vs vocabulary size") -> Figure:
+    """The ``<unk>`` rate as the vocabulary grows (see :func:`seq2seq_lib.vocab.unk_rate_curve`).
+
+    :param reachable: the largest size ``min_freq`` allows; the curve beyond it is drawn faint.
+    :param current: ``(size, rate)`` of the chosen setting, marked with a dot.
+    """
+    if ax is None:
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    ax.clear()
+    pct = [100 * r for r in rates]
+    ax.plot(sizes, pct, color="lightgrey", lw=2, label="all training tokens")
+    if reachable is not None:
+        keep = [i for i, s in enumerate(sizes) if s <= reachable]
+        ax.plot([sizes[i] for i in keep], [pct[i] for i in keep], color="C0", lw=2,
+                label=f"allowed by min_freq (up to {reachable})")
+    if current is not None:
+        ax.plot([current[0]], [100 * current[1]], "o", color="C3", ms=8,
+                label=f"chosen: size {current[0]}, {100 * current[1]:.1f}% <unk>")
+    ax.set_xscale("log")
+    ax.set_xlabel("vocabulary size (log scale)")
+    ax.set_ylabel("<unk> (% of valid tokens)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
     return fig

@@ -72,6 +72,12 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam, with PyTorch's fused kernel (one pass over all weights per step) on CPU and CUDA."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=fused or None)
+
+
 def batch_loss(model: Seq2Seq, batch: Batch, teacher_forcing_ratio: float = 1.0,
                pad_id: int = Vocab.pad_id) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy of ``batch`` and the number of target tokens it covers.
@@ -193,14 +199,17 @@ def fit(model: Seq2Seq, train_loader: DataLoader, valid_loader: DataLoader, cfg:
         raise ValueError("cfg.checkpoint_path is set, so fit() needs info= (vocabularies, configs)")
     device = device or choose_device(cfg.device)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg.lr, device)
     history: list[EpochRecord] = []
     start_epoch = 1
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from, map_location=device)
         model.load_state_dict(ckpt["model_state"])
         if "optimizer_state" in ckpt:
-            optimizer.load_state_dict(ckpt["optimizer_state"])
+            opt_state = ckpt["optimizer_state"]
+            for group in opt_state["param_groups"]:  # the kernel choice belongs to this device
+                group["fused"] = optimizer.param_groups[0]["fused"]
+            optimizer.load_state_dict(opt_state)
         history = [r for r in ckpt["history"] if r["epoch"] <= ckpt["epoch"]]
         start_epoch = ckpt["epoch"] + 1
     best = min(history, key=lambda r: r["valid_loss"]) if history else None

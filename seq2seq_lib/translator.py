@@ -12,12 +12,12 @@ from .batching import collate
 from .checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
-from .decode import Hypothesis, greedy_decode
+from .decode import Hypothesis, beam_search, greedy_decode
 from .metrics import corpus_bleu
 from .models import Seq2Seq, build_model
 from .tokenize import detokenize_en, tokenize_zh
 from .train import choose_device
-from .vocab import Vocab
+from .vocab import EOS, SOS, Vocab
 
 
 class Translator:
@@ -69,33 +69,89 @@ class Translator:
         batch = collate(examples, self.src_vocab.pad_id)
         return batch.src.to(self.device), batch.src_lens
 
-    def hypotheses(self, sentences: Sequence[str], max_len: int = 50, batch_size: int = 128,
-                   eval_mode: bool = True) -> list[Hypothesis]:
-        """Greedy hypotheses for ``sentences``, decoded in length-sorted batches, in input order."""
+    def n_best_hypotheses(self, sentences: Sequence[str], n_best: int = 1, max_len: int = 50,
+                          batch_size: int = 128, eval_mode: bool = True, beam_size: int = 1,
+                          length_penalty: float = 0.6) -> list[list[Hypothesis]]:
+        """Up to ``n_best`` hypotheses per sentence, best first, decoded in length-sorted batches
+        and returned in input order.
+
+        :param beam_size: 1 decodes greedily; more runs :func:`~seq2seq_lib.decode.beam_search`
+            (``n_best`` must not exceed it).
+        :param length_penalty: GNMT length-penalty exponent alpha (beam search only).
+        """
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-        out: list[Hypothesis | None] = [None] * len(sentences)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        out: list[list[Hypothesis]] = [[] for _ in sentences]
+        rows = max(1, batch_size // beam_size)  # a beam multiplies the decoder's batch
+        for start in range(0, len(order), rows):
+            idx = order[start : start + rows]
             src, src_lens = self.encode([sentences[i] for i in idx])
-            hyps = greedy_decode(self.model, src, src_lens, max_len, eval_mode=eval_mode)
+            if beam_size == 1 and n_best == 1:
+                hyps = [[h] for h in greedy_decode(self.model, src, src_lens, max_len,
+                                                   eval_mode=eval_mode)]
+            else:
+                hyps = beam_search(self.model, src, src_lens, beam_size, max_len, length_penalty,
+                                   n_best, eval_mode=eval_mode)
             for i, hyp in zip(idx, hyps):
                 out[i] = hyp
-        return out  # type: ignore[return-value]
+        return out
+
+    def hypotheses(self, sentences: Sequence[str], max_len: int = 50, batch_size: int = 128,
+                   eval_mode: bool = True, beam_size: int = 1,
+                   length_penalty: float = 0.6) -> list[Hypothesis]:
+        """The best hypothesis for each sentence (greedy, or beam search if ``beam_size > 1``)."""
+        return [h[0] for h in self.n_best_hypotheses(sentences, 1, max_len, batch_size, eval_mode,
+                                                     beam_size, length_penalty)]
 
     def detokenize(self, ids: Sequence[int]) -> str:
         """Output ids to an English sentence."""
         return detokenize_en(self.trg_vocab.decode(ids), capitalize=self.data_cfg.lowercase)
 
     def translate_batch(self, sentences: Sequence[str], max_len: int = 50,
-                        batch_size: int = 128) -> list[str]:
-        """Translate many sentences (batched greedy decoding)."""
-        return [self.detokenize(h.ids) for h in self.hypotheses(sentences, max_len, batch_size)]
+                        batch_size: int = 128, beam_size: int = 1,
+                        length_penalty: float = 0.6) -> list[str]:
+        """Translate many sentences (batched greedy decoding, or beam search if ``beam_size > 1``)."""
+        hyps = self.hypotheses(sentences, max_len, batch_size, beam_size=beam_size,
+                               length_penalty=length_penalty)
+        return [self.detokenize(h.ids) for h in hyps]
 
-    def translate(self, sentence: str, max_len: int = 50) -> str:
-        """Translate one Chinese sentence, e.g. ``translate("我喜欢学习机器学习。")``."""
-        return self.translate_batch([sentence], max_len)[0]
+    def translate(self, sentence: str, max_len: int = 50, beam_size: int = 1,
+                  length_penalty: float = 0.6) -> str:
+        """Translate one Chinese sentence, e.g. ``translate("我喜欢学习机器学习。", beam_size=5)``."""
+        return self.translate_batch([sentence], max_len, beam_size=beam_size,
+                                    length_penalty=length_penalty)[0]
 
-    def bleu(self, pairs: Sequence[Pair], max_len: int = 50) -> tuple[BLEUScore, list[str]]:
+    def translate_n_best(self, sentence: str, n: int = 5, beam_size: int | None = None,
+                         max_len: int = 50, length_penalty: float = 0.6
+                         ) -> list[tuple[str, float]]:
+        """The ``n`` best translations from beam search (beam size ``n`` unless given), each
+        with its length-penalised log-probability, best first."""
+        hyps = self.n_best_hypotheses([sentence], n, max_len, beam_size=beam_size or n,
+                                      length_penalty=length_penalty)[0]
+        return [(self.detokenize(h.ids), h.score) for h in hyps]
+
+    def attention_map(self, sentence: str, beam_size: int = 1, max_len: int = 50,
+                      length_penalty: float = 0.6
+                      ) -> tuple[list[str], list[str], torch.Tensor]:
+        """What the model looked at while translating ``sentence``, ready for
+        :func:`~seq2seq_lib.plots.plot_attention`.
+
+        :return: source labels (``<sos>``, jieba tokens, ``<eos>``), output labels (English
+            tokens, ``<eos>``) and the weights [len(output labels), len(source labels)].
+        """
+        if not getattr(self.model.decoder, "has_attention", False):
+            raise ValueError("this model has no attention (train it with attention='bahdanau', "
+                             "'dot' or 'general')")
+        hyp = self.hypotheses([sentence], max_len, beam_size=beam_size,
+                              length_penalty=length_penalty)[0]
+        src_labels = [SOS, *self.src_tokens(sentence), EOS]
+        trg_labels = [*self.trg_vocab.decode(hyp.ids, strip_specials=False), EOS]
+        return src_labels, trg_labels, hyp.attention
+
+    def bleu(self, pairs: Sequence[Pair], max_len: int = 50, beam_size: int = 1,
+             length_penalty: float = 0.6) -> tuple[BLEUScore, list[str]]:
         """Corpus BLEU on (zh, en) pairs and the hypotheses it was computed from."""
-        hyps = self.translate_batch([zh for zh, _ in pairs], max_len)
+        hyps = self.translate_batch([zh for zh, _ in pairs], max_len, beam_size=beam_size,
+                                    length_penalty=length_penalty)
         return corpus_bleu(hyps, [en for _, en in pairs], lowercase=self.data_cfg.lowercase), hyps

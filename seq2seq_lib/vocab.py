@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 UNK, PAD, SOS, EOS = "<unk>", "<pad>", "<sos>", "<eos>"
@@ -100,3 +100,46 @@ class Vocab:
 
     def __repr__(self) -> str:
         return f"Vocab(size={len(self)}, first={self.itos[4:9]})"
+
+
+def vocab_stats(train_tokens: Sequence[list[str]], valid_tokens: Sequence[list[str]],
+                min_freq: int = 1, max_size: int | None = None) -> dict[str, float]:
+    """What one ``(min_freq, max_size)`` choice gives, counted on the training tokens.
+
+    :return: ``size`` (``len(vocab)``, specials included), ``train_types`` (distinct training
+        tokens), ``cut_by_min_freq`` and ``cut_by_max_size`` (types each rule leaves out), and the
+        ``<unk>`` rate on both splits (``train_unk_rate``, ``valid_unk_rate``).
+    """
+    vocab = Vocab.build(train_tokens, min_freq, max_size)
+    counts = Counter(tok for sent in train_tokens for tok in sent if tok not in SPECIALS)
+    frequent = sum(freq >= min_freq for freq in counts.values())
+    return {
+        "size": len(vocab),
+        "train_types": len(counts),
+        "cut_by_min_freq": len(counts) - frequent,
+        "cut_by_max_size": frequent - (len(vocab) - len(SPECIALS)),
+        "train_unk_rate": vocab.unk_rate(train_tokens),
+        "valid_unk_rate": vocab.unk_rate(valid_tokens),
+    }
+
+
+def unk_rate_curve(train_tokens: Sequence[list[str]], valid_tokens: Sequence[list[str]],
+                   min_freq: int = 1) -> tuple[list[int], list[float]]:
+    """The validation ``<unk>`` rate for every vocabulary size that ``min_freq`` allows.
+
+    ``rates[k]`` equals ``Vocab.build(train_tokens, min_freq, sizes[k]).unk_rate(valid_tokens)``
+    for ``sizes[k] = 4 + k`` (the four specials plus the ``k`` most frequent tokens), computed in
+    one pass instead of one build per size.
+    """
+    counts = Counter(tok for sent in train_tokens for tok in sent if tok not in SPECIALS)
+    ranked = sorted((item for item in counts.items() if item[1] >= min_freq),
+                    key=lambda item: (-item[1], item[0]))  # the order Vocab.build keeps
+    valid_counts = Counter(tok for sent in valid_tokens for tok in sent)
+    total = sum(valid_counts.values())
+    covered = sum(valid_counts[s] for s in SPECIALS)
+    sizes, rates = [len(SPECIALS)], [(total - covered) / total if total else 0.0]
+    for tok, _ in ranked:
+        covered += valid_counts[tok]
+        sizes.append(sizes[-1] + 1)
+        rates.append((total - covered) / total if total else 0.0)
+    return sizes, rates

@@ -35,3 +35,17 @@ def test_dataset_adds_sos_and_eos(tiny_data):
     src, trg = data.train[0]
     assert src[0] == Vocab.sos_id and src[-1] == Vocab.eos_id
     assert trg[0] == Vocab.sos_id and trg[-1] == Vocab.eos_id
+
+
+def test_buckets_sort_by_target_length_first(tiny_data):
+    """The decoder runs over padded target steps, so the default buckets group target lengths."""
+    _, data = tiny_data
+    keys = data.train.bucket_keys()
+    assert keys[0] == (len(data.train.trg[0]), len(data.train.src[0]))
+    assert data.train.bucket_keys("source")[0] == keys[0][::-1]
+
+    def trg_padding(sort_by):
+        batches = list(make_loader(data.train, 4, sort_by=sort_by))
+        return sum(int((b.trg == Vocab.pad_id).sum()) for b in batches)
+
+    assert trg_padding("target") <= trg_padding("source")

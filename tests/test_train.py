@@ -130,3 +130,20 @@ def test_loss_ignores_padding(memorized, tiny_data):
         # the same sentence inside a padded batch contributes the same token losses
         assert int((padded.trg[1:, 0] != Vocab.pad_id).sum()) == n_alone
     assert alone.item() < 0.1
+
+
+def test_resume_accepts_an_optimizer_state_saved_without_the_fused_kernel(tiny_data, tmp_path):
+    """Checkpoints from before the fused Adam kernel (or from another device) still resume."""
+    from seq2seq_lib import save_checkpoint
+
+    data_cfg, data = tiny_data
+    path = tmp_path / "m.pt"
+    _, first, info, cfg = train_tiny(data_cfg, data, epochs=2, checkpoint_path=path)
+    ck = load_checkpoint(path)
+    for group in ck["optimizer_state"]["param_groups"]:
+        group["fused"] = None
+    save_checkpoint(path, ck["model_state"], info, cfg, ck["history"], ck["epoch"],
+                    ck["optimizer_state"])
+    _, resumed, *_ = train_tiny(data_cfg, data, epochs=3, checkpoint_path=path, resume_from=path)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert math.isfinite(resumed.history[-1]["train_loss"])

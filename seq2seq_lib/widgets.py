@@ -1,0 +1,373 @@
+"""ipywidgets for the notebooks: a hyper-parameter panel, a training dashboard, a translate box.
+
+Thin wiring over :mod:`seq2seq_lib.course` (the training recipe) and :class:`Translator`. What
+each button does is also a method (``train()``, ``stop()``, ``wait()``, ``translate()``), so a
+notebook cell or a test can drive the widgets without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+from torch.utils.data import DataLoader
+
+from .checkpoint import CheckpointInfo
+from .config import DataConfig, ModelConfig, TrainConfig
+from .course import make_loaders, new_model
+from .models import Seq2Seq
+from .pipeline import PreparedData
+from .plots import plot_history, plot_unk_curve
+from .train import EpochRecord, FitResult, choose_device, describe_device, fit
+from .translator import Translator
+from .vocab import unk_rate_curve, vocab_stats
+
+WIDE = {"description_width": "150px"}
+
+
+def _choices(options: Sequence[int], current: int) -> list[int]:
+    """``options`` with ``current`` added, so a dropdown can always show the configured value."""
+    return sorted({*options, current})
+
+
+class HyperParameterPanel(widgets.VBox):
+    """Sliders and drop-downs for the model and training settings.
+
+    :param model_cfg: / :param train_cfg: the starting values; settings without a widget
+        (bidirectional, attention, device, checkpoint path, seed, ...) are kept from them.
+    """
+
+    def __init__(self, model_cfg: ModelConfig | None = None, train_cfg: TrainConfig | None = None):
+        m = model_cfg or ModelConfig()
+        t = train_cfg or TrainConfig()
+        self.base_model_cfg, self.base_train_cfg = m, t
+        self.emb_dim = widgets.Dropdown(options=_choices([32, 64, 128, 256, 512], m.emb_dim),
+                                        value=m.emb_dim, description="emb_dim", style=WIDE)
+        self.hid_dim = widgets.Dropdown(options=_choices([64, 128, 256, 512, 1024], m.hid_dim),
+                                        value=m.hid_dim, description="hid_dim", style=WIDE)
+        self.n_layers = widgets.IntSlider(value=m.n_layers, min=1, max=max(4, m.n_layers),
+                                          description="n_layers", style=WIDE)
+        self.dropout = widgets.FloatSlider(value=m.dropout, min=0.0, max=0.9, step=0.05,
+                                           description="dropout", style=WIDE)
+        self.lr = widgets.FloatLogSlider(value=t.lr, base=10, min=-5, max=-1, step=0.1,
+                                         readout_format=".1e", description="lr", style=WIDE)
+        self.batch_size = widgets.Dropdown(options=_choices([8, 16, 32, 64, 128, 256], t.batch_size),
+                                           value=t.batch_size, description="batch_size", style=WIDE)
+        self.epochs = widgets.IntSlider(value=t.epochs, min=1, max=max(50, t.epochs),
+                                        description="epochs", style=WIDE)
+        self.teacher_forcing_ratio = widgets.FloatSlider(
+            value=t.teacher_forcing_ratio, min=0.0, max=1.0, step=0.05,
+            description="teacher_forcing_ratio", style=WIDE)
+        self.clip = widgets.FloatSlider(value=t.clip, min=0.0, max=5.0, step=0.1,
+                                        description="clip (0 = off)", style=WIDE)
+        model_box = widgets.VBox([widgets.HTML("<b>model</b>"), self.emb_dim, self.hid_dim,
+                                  self.n_layers, self.dropout])
+        train_box = widgets.VBox([widgets.HTML("<b>training</b>"), self.lr, self.batch_size,
+                                  self.epochs, self.teacher_forcing_ratio, self.clip])
+        super().__init__([widgets.HBox([model_box, train_box])])
+
+    def __repr__(self) -> str:  # the text a notebook shows where widgets cannot be drawn
+        return "HyperParameterPanel (open the notebook in Jupyter to use the controls)"
+
+    @property
+    def controls(self) -> list[widgets.ValueWidget]:
+        return [self.emb_dim, self.hid_dim, self.n_layers, self.dropout, self.lr,
+                self.batch_size, self.epochs, self.teacher_forcing_ratio, self.clip]
+
+    def set_disabled(self, disabled: bool) -> None:
+        """Grey the controls out (while training runs) or enable them again."""
+        for control in self.controls:
+            control.disabled = disabled
+
+    def configs(self) -> tuple[ModelConfig, TrainConfig]:
+        """The current widget values as (ModelConfig, TrainConfig)."""
+        model_cfg = replace(self.base_model_cfg, emb_dim=int(self.emb_dim.value),
+                            hid_dim=int(self.hid_dim.value), n_layers=int(self.n_layers.value),
+                            dropout=round(float(self.dropout.value), 4))
+        train_cfg = replace(self.base_train_cfg, lr=float(f"{self.lr.value:.3g}"),
+                            batch_size=int(self.batch_size.value), epochs=int(self.epochs.value),
+                            teacher_forcing_ratio=round(float(self.teacher_forcing_ratio.value), 4),
+                            clip=round(float(self.clip.value), 4))
+        return model_cfg, train_cfg
+
+
+class _CountingLoader:
+    """Iterates exactly like ``loader`` and reports each batch number to ``on_batch``."""
+
+    def __init__(self, loader: DataLoader, on_batch: Callable[[int], None]):
+        self.loader = loader
+        self.on_batch = on_batch
+        self.batch_sampler = getattr(loader, "batch_sampler", None)  # fit() sets its epoch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        for step, batch in enumerate(self.loader, start=1):
+            yield batch
+            self.on_batch(step)
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
+
+
+class TrainingDashboard(widgets.VBox):
+    """Train / Stop buttons, progress bars, a loss plot redrawn after every epoch, sample output.
+
+    Training runs in a background thread, so the kernel stays free and the Stop button works;
+    Stop ends training after the current batch (the best weights are kept). ``wait()`` blocks
+    until training is over and returns the :class:`FitResult`; afterwards ``translator`` holds
+    the trained model and the best epoch is saved at ``TrainConfig.checkpoint_path``. While a
+    cell blocks in ``wait()`` the kernel handles no button clicks: interrupting the kernel then
+    stops training the same clean way.
+
+    :param panel: where the settings come from (a default :class:`HyperParameterPanel` if None).
+    :param samples: Chinese sentences translated after every epoch, to watch the model learn.
+    """
+
+    def __init__(self, data: PreparedData, data_cfg: DataConfig,
+                 panel: HyperParameterPanel | None = None,
+                 samples: Sequence[str] = ("我喜欢学习机器学习。",), device: str | None = None,
+                 **fit_kwargs: Any):
+        self.data, self.data_cfg = data, data_cfg
+        self.panel = panel if panel is not None else HyperParameterPanel()
+        self.samples = list(samples)
+        self.device = device
+        self.fit_kwargs = fit_kwargs  # e.g. loss_fn=...
+        self.train_button = widgets.Button(description="Train", icon="play", button_style="success")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger",
+                                          disabled=True)
+        self.train_button.on_click(lambda _: self.train())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.epoch_bar = widgets.IntProgress(value=0, min=0, max=1, description="epochs")
+        self.batch_bar = widgets.IntProgress(value=0, min=0, max=1, description="batches")
+        self.status = widgets.HTML("press <b>Train</b> to start")
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="520px"))
+        self.sample_box = widgets.HTML()
+        self.history: list[EpochRecord] = []
+        self.result: FitResult | None = None
+        self.error: BaseException | None = None
+        self.model: Seq2Seq | None = None
+        self.translator: Translator | None = None
+        self.plot_updates = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        super().__init__([self.panel, widgets.HBox([self.train_button, self.stop_button]),
+                          widgets.HBox([self.epoch_bar, self.batch_bar]), self.status,
+                          self.plot, self.sample_box])
+
+    def __repr__(self) -> str:
+        return "TrainingDashboard (open the notebook in Jupyter to press Train and Stop)"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def train(self) -> None:
+        """Start training a new model with the panel's current settings (in the background)."""
+        if self.running:
+            raise RuntimeError("training is already running: press Stop or call wait() first")
+        model_cfg, train_cfg = self.panel.configs()
+        device = choose_device(self.device or train_cfg.device, verbose=False)
+        self.model = new_model(self.data, model_cfg, train_cfg.seed)
+        train_loader, valid_loader = make_loaders(self.data, train_cfg)
+        self.history, self.result, self.error, self.translator = [], None, None, None
+        self.plot_updates = 0
+        self._stop.clear()
+        self.epoch_bar.value, self.epoch_bar.max = 0, train_cfg.epochs
+        self.batch_bar.value, self.batch_bar.max = 0, len(train_loader)
+        self.status.value = (f"training on {html.escape(describe_device(device))}: "
+                             f"{sum(p.numel() for p in self.model.parameters()):,} parameters")
+        self.panel.set_disabled(True)
+        self.train_button.disabled, self.stop_button.disabled = True, False
+        args = (model_cfg, train_cfg, device, _CountingLoader(train_loader, self._on_batch),
+                valid_loader)
+        self._thread = threading.Thread(target=self._run, args=args, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask training to end after the current batch."""
+        self._stop.set()
+        if self.running:
+            self.status.value += " · stopping after this batch…"
+
+    def wait(self, timeout: float | None = None) -> FitResult:
+        """Block until training has ended; returns its :class:`FitResult`.
+
+        Interrupting the kernel while waiting stops training cleanly, like the Stop button.
+        """
+        if self._thread is None:
+            raise RuntimeError("nothing to wait for: call train() (or press Train) first")
+        try:
+            self._thread.join(timeout)
+        except KeyboardInterrupt:
+            self.stop()
+            self._thread.join()
+        if self.running:
+            raise TimeoutError(f"training still running after {timeout} s")
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def _run(self, model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device,
+             train_loader: _CountingLoader, valid_loader: DataLoader) -> None:
+        assert self.model is not None
+        info = CheckpointInfo(self.data.src_vocab, self.data.trg_vocab, self.data_cfg, model_cfg)
+        translator = Translator(self.model, self.data.src_vocab, self.data.trg_vocab,
+                                self.data_cfg, model_cfg, device)
+        status = "training ended"
+        try:
+            self.result = fit(self.model, train_loader, valid_loader, train_cfg, info,
+                              callbacks=[lambda r, h: self._on_epoch(translator, r, h)],
+                              stop=self._stop, progress=False, device=device, **self.fit_kwargs)
+            self.history = self.result.history
+            if self.plot_updates < len(self.history):  # an epoch cut short by Stop
+                self._draw()
+            self.translator = translator
+            self._show_samples(translator)  # the best weights are back in the model now
+            status = self._summary(self.result, train_cfg)
+        except Exception as exc:  # noqa: BLE001 - shown in the dashboard, re-raised by wait()
+            self.error = exc
+            status = f"<span style='color:#b00'>training failed: {html.escape(str(exc))}</span>"
+        finally:  # buttons first, so the final message is shown with the final button states
+            self.panel.set_disabled(False)
+            self.train_button.disabled, self.stop_button.disabled = False, True
+            self.status.value = status
+
+    def _on_batch(self, step: int) -> None:
+        self.batch_bar.value = step
+
+    def _on_epoch(self, translator: Translator, record: EpochRecord,
+                  history: list[EpochRecord]) -> None:
+        self.history = list(history)
+        self.epoch_bar.value = int(record["epoch"])
+        self._draw()
+        self.status.value = (f"epoch {record['epoch']}/{self.epoch_bar.max} · "
+                             f"train loss {record['train_loss']:.3f} · "
+                             f"valid loss {record['valid_loss']:.3f} · "
+                             f"{record['seconds']:.1f} s")
+        self._show_samples(translator)
+
+    def _draw(self) -> None:
+        self.plot.value = _png(plot_history(self.history))
+        self.plot_updates += 1
+
+    def _show_samples(self, translator: Translator) -> None:
+        if not self.samples:
+            return
+        rows = "".join(f"<li>{html.escape(zh)} → <i>{html.escape(en)}</i></li>"
+                       for zh, en in zip(self.samples, translator.translate_batch(self.samples)))
+        self.sample_box.value = f"<ul>{rows}</ul>"
+
+    @staticmethod
+    def _summary(result: FitResult, train_cfg: TrainConfig) -> str:
+        why = {"finished": "finished", "stop-event": "stopped by the Stop button",
+               "callback": "stopped by a callback", "interrupted": "interrupted"}[result.stopped]
+        saved = f", saved to {result.checkpoint.name}" if result.checkpoint else ""
+        return (f"{why} after {len(result.history)} epoch(s) in {result.seconds:.0f} s · "
+                f"best epoch {result.best_epoch} (valid loss {result.best_valid_loss:.3f}){saved}")
+
+
+EMPTY_MESSAGE = "请先输入一句中文。(Type a Chinese sentence first.)"
+
+
+class TranslateBox(widgets.VBox):
+    """A text box for a Chinese sentence, a Translate button (or Enter), and the translation.
+
+    Under the translation it lists the jieba tokens the model saw, marking the ones its
+    vocabulary does not know (they became ``<unk>``).
+    """
+
+    def __init__(self, translator: Translator, value: str = "我喜欢学习机器学习。",
+                 max_len: int = 50):
+        self.translator, self.max_len = translator, max_len
+        self.text = widgets.Text(value=value, placeholder="输入一句中文，按 Enter",
+                                 continuous_update=False, description="中文",
+                                 layout=widgets.Layout(width="480px"))
+        self.button = widgets.Button(description="Translate", icon="language")
+        self.output = widgets.HTML()
+        self.translation: str | None = None
+        self.button.on_click(lambda _: self.translate())
+        self.text.observe(lambda _: self.translate(), names="value")  # Enter submits
+        super().__init__([widgets.HBox([self.text, self.button]), self.output])
+
+    def __repr__(self) -> str:
+        return "TranslateBox (open the notebook in Jupyter to type a sentence)"
+
+    def translate(self) -> str:
+        """Translate the text box's sentence, show it, and return it (or the hint if empty)."""
+        sentence = self.text.value
+        try:
+            tokens = self.translator.src_tokens(sentence)  # ValueError for an empty sentence
+        except ValueError:
+            self.translation = None
+            self.output.value = f"<i>{html.escape(EMPTY_MESSAGE)}</i>"
+            return EMPTY_MESSAGE
+        self.translation = self.translator.translate(sentence, self.max_len)
+        shown = " ".join(html.escape(t) if t in self.translator.src_vocab
+                         else f"<s title='&lt;unk&gt;'>{html.escape(t)}</s>" for t in tokens)
+        self.output.value = (f"<b>{html.escape(self.translation)}</b><br>"
+                             f"<small>tokens: {shown} (struck out = unknown → &lt;unk&gt;)</small>")
+        return self.translation
+
+
+class VocabExplorer(widgets.VBox):
+    """Sliders for ``min_freq`` and ``max_size`` that redraw the vocabulary size and the
+    validation ``<unk>`` rate; the numbers come from :func:`seq2seq_lib.vocab.vocab_stats`.
+
+    ``stats`` holds the numbers of the current setting; ``summary`` (HTML) and ``plot`` (PNG)
+    show them, so a test can move the sliders and read the result without a browser.
+    """
+
+    def __init__(self, train_tokens: Sequence[list[str]], valid_tokens: Sequence[list[str]],
+                 min_freq: int = 2, max_size: int = 10_000, max_min_freq: int = 10):
+        self.train_tokens, self.valid_tokens = train_tokens, valid_tokens
+        self.full_curve = unk_rate_curve(train_tokens, valid_tokens, min_freq=1)
+        largest = self.full_curve[0][-1]  # every training type kept
+        self.min_freq = widgets.IntSlider(value=min_freq, min=1, max=max(max_min_freq, min_freq),
+                                          description="min_freq", continuous_update=False,
+                                          style=WIDE)
+        step = next((s for s in (1, 5, 10, 25, 50, 100, 500) if largest <= 300 * s), 1000)
+        self.max_size = widgets.IntSlider(value=min(max_size, largest), min=max(4, step),
+                                          max=largest, step=step,
+                                          description="max_size", continuous_update=False,
+                                          style=WIDE, layout=widgets.Layout(width="520px"))
+        self.summary = widgets.HTML()
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="520px"))
+        self.stats: dict[str, float] = {}
+        for slider in (self.min_freq, self.max_size):
+            slider.observe(lambda _: self.update(), names="value")
+        super().__init__([self.min_freq, self.max_size, self.summary, self.plot])
+        self.update()
+
+    def update(self) -> dict[str, float]:
+        """Recount with the sliders' values, redraw, and return the new :attr:`stats`."""
+        min_freq, max_size = int(self.min_freq.value), int(self.max_size.value)
+        self.stats = vocab_stats(self.train_tokens, self.valid_tokens, min_freq, max_size)
+        s = self.stats
+        reachable = s["size"] + s["cut_by_max_size"]
+        self.summary.value = (
+            f"vocabulary: <b>{s['size']:,}</b> tokens (of {s['train_types']:,} training types: "
+            f"{s['cut_by_min_freq']:,} cut by min_freq, {s['cut_by_max_size']:,} by max_size)"
+            f" · &lt;unk&gt; rate: <b>{100 * s['valid_unk_rate']:.1f}%</b> on validation, "
+            f"{100 * s['train_unk_rate']:.1f}% on training")
+        sizes, rates = self.full_curve
+        self.plot.value = _png(plot_unk_curve(sizes, rates, reachable=int(reachable),
+                                              current=(int(s["size"]), s["valid_unk_rate"])))
+        return s
+
+
+def vocab_explorer(train_tokens: Sequence[list[str]], valid_tokens: Sequence[list[str]],
+                   min_freq: int = 2, max_size: int = 10_000) -> VocabExplorer:
+    """A :class:`VocabExplorer` for one language's training and validation tokens."""
+    return VocabExplorer(train_tokens, valid_tokens, min_freq, max_size)
