@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from .config import DataConfig
 Pair = tuple[str, str]  # (chinese, english)
 
 HSK_PLACEHOLDER = "placeholder"
+# a further 15 HSK entries read "placeholder-p1" ... "placeholder-p14", "placeholder-q1"
+HSK_NUMBERED_PLACEHOLDER = re.compile(r"placeholder-[a-z]\d+")
 
 
 class CorpusError(ValueError):
@@ -103,23 +106,29 @@ def read_tsv(path: str | Path) -> Corpus:
 def load_hsk() -> Corpus:
     """The embedded corpus: graded HSK 3.0 sentences from the ``hsk-sentences-audio`` package.
 
-    Its entries whose English is the word "placeholder" are dropped and counted.
+    Its 65 entries whose English is the word "placeholder", and 15 numbered ones
+    ("placeholder-p1" ...), are dropped and counted.
     """
     from hsk_sentences_audio import load_sentences
 
     raw_pairs: list[Pair] = []
-    placeholders = 0
+    placeholders = numbered = 0
     for item in load_sentences():
         en = item["translation"]["en"]
-        if en.strip().lower() == HSK_PLACEHOLDER:
+        key = en.strip().lower()
+        if key == HSK_PLACEHOLDER:
             placeholders += 1
+            continue
+        if HSK_NUMBERED_PLACEHOLDER.fullmatch(key):
+            numbered += 1
             continue
         raw_pairs.append((item["chinese"], en))
     pairs, empty = _keep_nonempty(raw_pairs)
     return Corpus(
         pairs,
         origin="hsk-sentences-audio (CC-BY-SA-4.0)",
-        dropped={"placeholder translations": placeholders, "empty pairs": empty},
+        dropped={"placeholder translations": placeholders, "numbered placeholders": numbered,
+                 "empty pairs": empty},
     )
 
 

@@ -23,10 +23,11 @@ def write(path: Path, data: bytes) -> Path:
 def test_hsk_corpus_drops_placeholders():
     corpus = load_hsk()
     assert corpus.dropped["placeholder translations"] == 65
-    assert len(corpus) == 4354 - 65
-    assert all(en.lower() != "placeholder" for _, en in corpus.pairs)
+    assert corpus.dropped["numbered placeholders"] == 15  # "placeholder-p1" ... "placeholder-q1"
+    assert len(corpus) == 4354 - 65 - 15
+    assert not any(en.lower().startswith("placeholder") for _, en in corpus.pairs)
     assert ("老师，您好！", "Hello, teacher!") in corpus.pairs
-    assert "65 placeholder" in corpus.summary()
+    assert "65 placeholder translations, 15 numbered placeholders" in corpus.summary()
 
 
 def test_parallel_files_read_in_order(tiny_corpus):
