@@ -31,7 +31,7 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
                    help="GNMT length-penalty exponent for beam search; 0 = none (default 0.6)")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m seq2seq_lib",
         description="Chinese-to-English translation with a GRU encoder-decoder.")
@@ -41,6 +41,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         description="Train on a corpus, keep the best checkpoint by validation "
                                     "loss, then print test BLEU and sample translations.")
     _add_data_args(tr)
+    tr.add_argument("--preset", choices=["lesson", "demo"], default="lesson",
+                    help="starting values for every setting below: the lesson's (default) or the "
+                         "model 'make demo' trains (characters, bidirectional encoder, attention, "
+                         "14 epochs); flags given explicitly still win")
     g = tr.add_argument_group("model")
     g.add_argument("--emb-dim", type=int, default=256, help="word-vector size (default 256)")
     g.add_argument("--hid-dim", type=int, default=512, help="GRU hidden size (default 512)")
@@ -49,6 +53,8 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--attention", choices=["none", "bahdanau", "dot", "general"], default="none",
                    help="attention over the source words (default none)")
     g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
+    g.add_argument("--zh-tokens", choices=["word", "char"], default="word",
+                   help="Chinese tokens: jieba words or single characters (default word)")
     g.add_argument("--min-freq", type=int, default=2, help="rarer words become <unk> (default 2)")
     g.add_argument("--max-size", type=int, default=10_000,
                    help="largest vocabulary, specials included (default 10000)")
@@ -68,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--plot", metavar="PNG", help="also save the loss curves to this PNG file")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_decode_args(tr)  # how the test BLEU and the samples at the end are decoded
+    tr.set_defaults(**(train_defaults or {}))
 
     tl = sub.add_parser("translate", help="translate Chinese sentences with a checkpoint",
                         description="Translate the sentences given as arguments, or else every "
@@ -125,7 +132,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .translator import Translator
 
     _check_beam(args)
-    data_cfg = replace(_data_config(args), min_freq=args.min_freq, max_size=args.max_size)
+    data_cfg = replace(_data_config(args), min_freq=args.min_freq, max_size=args.max_size,
+                       zh_tokens=args.zh_tokens)
     model_cfg = ModelConfig(args.emb_dim, args.hid_dim, args.n_layers, args.dropout,
                             args.bidirectional, args.attention)
     train_cfg = TrainConfig(args.epochs, args.batch_size, args.lr, args.clip, args.teacher_forcing,
@@ -206,9 +214,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _report(translator, pairs, args.examples, args.split, args.beam, args.length_penalty)
 
 
+# train flags whose defaults a preset replaces, by config field name
+_PRESET_FIELDS = ("min_freq", "zh_tokens", "emb_dim", "hid_dim", "n_layers", "dropout",
+                  "bidirectional", "attention", "epochs", "lr", "batch_size", "clip")
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse twice when ``train --preset demo`` is asked for: its values become the defaults."""
+    args = _build_parser().parse_args(argv)
+    if args.command == "train" and args.preset == "demo":
+        from dataclasses import asdict
+
+        from .config import demo_configs
+
+        values = {k: v for cfg in demo_configs() for k, v in asdict(cfg).items()}
+        args = _build_parser({name: values[name] for name in _PRESET_FIELDS}).parse_args(argv)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 training stopped early, 2 bad input)."""
-    args = _build_parser().parse_args(argv)
+    args = _parse(argv)
     from .checkpoint import CheckpointError
     from .data import CorpusError
     from .train import TrainingError

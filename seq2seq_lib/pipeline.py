@@ -8,15 +8,26 @@ from dataclasses import dataclass
 from .batching import TranslationDataset
 from .config import DataConfig
 from .data import Corpus, Pair, Splits, load_corpus, split_pairs
-from .tokenize import load_user_dict, tokenize_en, tokenize_zh
+from .tokenize import ZhMode, load_user_dict, tokenize_en, tokenize_zh
 from .vocab import Vocab
 
 Tokenized = tuple[list[list[str]], list[list[str]]]  # (chinese token lists, english token lists)
 
 
-def tokenize_pairs(pairs: list[Pair], lowercase: bool = True) -> Tokenized:
-    """Tokenize both sides of every pair: jieba for Chinese, spaCy for English."""
-    return ([tokenize_zh(zh) for zh, _ in pairs], [tokenize_en(en, lowercase) for _, en in pairs])
+def zh_mode(zh_tokens: str) -> ZhMode:
+    """The :func:`tokenize_zh` mode for ``DataConfig.zh_tokens`` ("word" or "char")."""
+    if zh_tokens == "word":
+        return "precise"
+    if zh_tokens == "char":
+        return "char"
+    raise ValueError(f"zh_tokens={zh_tokens!r}: use 'word' (jieba) or 'char'")
+
+
+def tokenize_pairs(pairs: list[Pair], lowercase: bool = True, zh_tokens: str = "word") -> Tokenized:
+    """Tokenize both sides of every pair: jieba (or characters) for Chinese, spaCy for English."""
+    mode = zh_mode(zh_tokens)
+    return ([tokenize_zh(zh, mode) for zh, _ in pairs],
+            [tokenize_en(en, lowercase) for _, en in pairs])
 
 
 @dataclass
@@ -61,7 +72,7 @@ def prepare_data(cfg: DataConfig, corpus: Corpus | None = None) -> PreparedData:
     corpus = corpus if corpus is not None else load_corpus(cfg)
     pairs = sample_pairs(corpus.pairs, cfg.limit, cfg.seed)
     splits = split_pairs(pairs, cfg.valid_frac, cfg.test_frac, cfg.seed)
-    tokens = {name: tokenize_pairs(getattr(splits, name), cfg.lowercase)
+    tokens = {name: tokenize_pairs(getattr(splits, name), cfg.lowercase, cfg.zh_tokens)
               for name in ("train", "valid", "test")}
     zh_train, en_train = tokens["train"]
     keep = [i for i in range(len(zh_train))

@@ -15,7 +15,8 @@ from .data import Pair
 from .decode import Hypothesis, beam_search, greedy_decode
 from .metrics import corpus_bleu
 from .models import Seq2Seq, build_model
-from .tokenize import detokenize_en, tokenize_zh
+from .pipeline import zh_mode
+from .tokenize import detokenize_en, load_user_dict, tokenize_zh
 from .train import choose_device
 from .vocab import EOS, SOS, Vocab
 
@@ -34,6 +35,9 @@ class Translator:
         self.model = model.to(self.device)
         self.src_vocab, self.trg_vocab = src_vocab, trg_vocab
         self.data_cfg, self.model_cfg = data_cfg, model_cfg
+        self._zh_mode = zh_mode(data_cfg.zh_tokens)
+        if data_cfg.user_dict and self._zh_mode != "char" and Path(data_cfg.user_dict).is_file():
+            load_user_dict(data_cfg.user_dict)  # segment new sentences as the training data was
 
     @property
     def info(self) -> CheckpointInfo:
@@ -57,10 +61,10 @@ class Translator:
                                list(history), epoch)
 
     def src_tokens(self, sentence: str) -> list[str]:
-        """The jieba tokens of ``sentence``, as the model sees them (before ``<unk>`` mapping)."""
+        """The Chinese tokens of ``sentence``, as the model sees them (before ``<unk>`` mapping)."""
         if not isinstance(sentence, str) or not sentence.strip():
             raise ValueError("cannot translate an empty sentence: type some Chinese text")
-        return tokenize_zh(sentence.strip())
+        return tokenize_zh(sentence.strip(), self._zh_mode)
 
     def encode(self, sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Sentences to a padded source batch: ([src_len, batch], [batch])."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,9 +66,13 @@ def main() -> int:
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--fast", action="store_true", help="fast mode; do not write outputs")
     args = parser.parse_args()
-    for path in args.notebooks:
-        seconds = run(path, args.fast)
-        print(f"{path.name}: {seconds:.0f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="seq2seq-fast-") as tmp:
+        env = {}
+        if args.fast and not os.environ.get("SEQ2SEQ_CHECKPOINTS"):
+            env["SEQ2SEQ_CHECKPOINTS"] = tmp  # tiny fast-mode models never replace real ones
+        for path in args.notebooks:
+            seconds = run(path, args.fast, env=env)
+            print(f"{path.name}: {seconds:.0f} s", flush=True)
     return 0
 
 

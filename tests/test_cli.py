@@ -61,3 +61,29 @@ def test_bad_input_exits_nonzero_with_one_line(args, message):
 def test_empty_sentence_is_a_clean_error(checkpoint):
     r = run("translate", "--checkpoint", str(checkpoint), "   ")
     assert r.returncode == 2 and "empty sentence" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_preset_sets_defaults_and_flags_still_win():
+    from seq2seq_lib.cli import _parse
+    from seq2seq_lib.config import demo_configs
+
+    data_cfg, model_cfg, train_cfg = demo_configs()
+    lesson = _parse(["train"])
+    assert (lesson.attention, lesson.zh_tokens, lesson.n_layers) == ("none", "word", 2)
+    demo = _parse(["train", "--preset", "demo"])
+    assert (demo.attention, demo.zh_tokens, demo.bidirectional) == (
+        model_cfg.attention, data_cfg.zh_tokens, model_cfg.bidirectional)
+    assert (demo.epochs, demo.lr, demo.min_freq) == (train_cfg.epochs, train_cfg.lr, data_cfg.min_freq)
+    assert _parse(["train", "--preset", "demo", "--epochs", "3"]).epochs == 3
+
+
+def test_char_tokens_reach_the_checkpoint(tmp_path):
+    out = tmp_path / "c.pt"
+    r = run("train", "--src", str(DATA / "tiny.zh"), "--trg", str(DATA / "tiny.en"),
+            "--zh-tokens", "char", "--attention", "bahdanau", "--bidirectional", "--epochs", "1",
+            "--emb-dim", "8", "--hid-dim", "8", "--n-layers", "1", "--quiet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    from seq2seq_lib import Translator
+
+    tr = Translator.from_checkpoint(out)
+    assert tr.data_cfg.zh_tokens == "char" and tr.model_cfg.attention == "bahdanau"
