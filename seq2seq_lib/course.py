@@ -1,4 +1,5 @@
-"""What the notebooks share: fast mode for the tests, the checkpoint folder, load-or-train.
+"""What the notebooks share: fast mode for the tests, the checkpoint folder, load-or-train,
+the attention recipe of notebooks 07–08, and timed decoding runs.
 
 Fast mode (environment variable ``SEQ2SEQ_FAST=1``) shrinks data, model and epochs so the test
 suite can execute every notebook in seconds; learners never need it.
@@ -8,20 +9,25 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Sequence
-from dataclasses import replace
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torch.utils.data import DataLoader
 
 from .batching import make_loader
-from .checkpoint import CheckpointInfo
+from .checkpoint import CheckpointInfo, load_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
+from .data import Pair
+from .metrics import corpus_bleu
 from .models import Seq2Seq, build_model
 from .pipeline import PreparedData, prepare_data
 from .train import FitResult, fit, set_seed
 from .translator import Translator
+
+T = TypeVar("T")
 
 FAST_ENV = "SEQ2SEQ_FAST"
 CHECKPOINT_ENV = "SEQ2SEQ_CHECKPOINTS"
@@ -107,6 +113,94 @@ def load_or_train(path: str | Path, data_cfg: DataConfig, model_cfg: ModelConfig
         train_translator(data, data_cfg, model_cfg, replace(train_cfg, checkpoint_path=str(path)),
                          **fit_kwargs)
     return Translator.from_checkpoint(path, device=device)
+
+
+def gru_recipe() -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """The settings of the plain GRU that notebook 05 trains and notebooks 06-07 load: the HSK
+    corpus, the lesson's sizes (emb 256, hid 512, 2 layers, dropout 0.5), 8 epochs."""
+    return DataConfig(), ModelConfig(), TrainConfig(epochs=8)
+
+
+def attention_recipe() -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """The settings of notebook 07's attention model (notebook 08 loads or retrains the same).
+
+    A bidirectional one-layer GRU encoder, a GRU decoder with additive (Bahdanau) attention,
+    emb 256 / hid 256, dropout 0.5; Adam with lr 2e-3 for 10 epochs (the validation loss is lowest
+    around epoch 8: more epochs only over-fit); every training word kept
+    (``min_freq=1``: the attention can point at a rare word, so fewer ``<unk>`` pay off). The
+    split does not depend on the vocabulary, so the test pairs are those of the plain GRU.
+    """
+    return (DataConfig(min_freq=1),
+            ModelConfig(emb_dim=256, hid_dim=256, n_layers=1, dropout=0.5, bidirectional=True,
+                        attention="bahdanau"),
+            TrainConfig(epochs=10, lr=2e-3))
+
+
+def training_summary(path: str | Path) -> dict[str, float]:
+    """What a checkpoint's history says about its training: ``epochs`` run, ``best_epoch``
+    (the saved weights), ``best_valid_loss`` and ``seconds`` (training time summed over the
+    epochs, validation not included)."""
+    ckpt = load_checkpoint(path)
+    history = ckpt["history"]
+    return {"epochs": len(history), "best_epoch": int(ckpt["epoch"]),
+            "best_valid_loss": min((r["valid_loss"] for r in history), default=float("nan")),
+            "seconds": sum(r["seconds"] for r in history)}
+
+
+def best_time(task: Callable[[], T], repeats: int = 3) -> tuple[float, T]:
+    """Run ``task`` ``repeats`` times; the fastest run's seconds (the one least disturbed by
+    other programs) and the last result."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = task()
+        times.append(time.perf_counter() - start)
+    return min(times), result  # type: ignore[return-value]
+
+
+@dataclass
+class DecodingRun:
+    """One decoding setting measured on a set of pairs (see :func:`decoding_runs`).
+
+    ``hyp_len`` / ``ref_len``: words in all outputs / all references (sacreBLEU's 13a tokens).
+    """
+
+    beam_size: int
+    length_penalty: float
+    bleu: float
+    seconds: float
+    sentences_per_s: float
+    hyp_len: int
+    ref_len: int
+    hypotheses: list[str]
+
+    @property
+    def length_ratio(self) -> float:
+        """Output length ÷ reference length (below 1: the outputs are too short)."""
+        return self.hyp_len / self.ref_len if self.ref_len else float("nan")
+
+
+def decoding_runs(translator: Translator, pairs: Sequence[Pair],
+                  settings: Sequence[tuple[int, float]], repeats: int = 3,
+                  max_len: int = 50) -> list[DecodingRun]:
+    """Translate ``pairs`` once per (beam size, length penalty) setting: BLEU, speed, lengths.
+
+    Speed is sentences per second of :meth:`Translator.translate_batch` (tokenization
+    included), the fastest of ``repeats`` runs; beam size 1 is greedy decoding.
+    """
+    sources = [zh for zh, _ in pairs]
+    references = [en for _, en in pairs]
+    runs = []
+    for beam_size, length_penalty in settings:
+        seconds, hyps = best_time(lambda b=beam_size, a=length_penalty: translator.translate_batch(
+            sources, max_len, beam_size=b, length_penalty=a), repeats)
+        score = corpus_bleu(hyps, references, lowercase=translator.data_cfg.lowercase)
+        runs.append(DecodingRun(beam_size, length_penalty, score.score, seconds,
+                                len(sources) / seconds if seconds > 0 else float("inf"),
+                                score.sys_len, score.ref_len, hyps))
+    return runs
 
 
 class Table:

@@ -1,9 +1,10 @@
-"""Corpus BLEU through sacrebleu, and perplexity."""
+"""Corpus BLEU through sacrebleu (also per source-length bin), and perplexity."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sacrebleu.metrics import BLEU, BLEUScore
 
@@ -35,3 +36,46 @@ def bleu_signature(lowercase: bool = False) -> str:
 def perplexity(loss: float) -> float:
     """exp of a mean cross-entropy (natural log); inf when the loss is too large to exponentiate."""
     return math.exp(loss) if loss < 700 else float("inf")
+
+
+@dataclass
+class LengthBin:
+    """Corpus BLEU of the sentences whose source length falls in one bin.
+
+    ``label``: e.g. ``"≤5"``, ``"6–8"``, ``">12"``; ``n``: sentences in the bin; ``bleu``: their
+    corpus BLEU (``nan`` when the bin is empty).
+    """
+
+    label: str
+    n: int
+    bleu: float
+
+
+def length_bin_labels(edges: Sequence[int]) -> list[str]:
+    """Labels of the bins cut at ``edges`` (upper ends, inclusive): (5, 8, 12) gives
+    ``["≤5", "6–8", "9–12", ">12"]``."""
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must be increasing and not empty, got {list(edges)}")
+    inner = [f"{a + 1}–{b}" if b > a + 1 else str(b) for a, b in zip(edges, edges[1:])]
+    return [f"≤{edges[0]}", *inner, f">{edges[-1]}"]
+
+
+def bleu_by_length(hypotheses: Sequence[str], references: Sequence[str], lengths: Sequence[int],
+                   edges: Sequence[int] = (5, 8, 12), lowercase: bool = False) -> list[LengthBin]:
+    """Corpus BLEU per source-length bin: how quality changes as sentences get longer.
+
+    :param lengths: one length per sentence (e.g. its number of jieba tokens).
+    :param edges: upper ends of the bins, inclusive; the last bin holds everything longer.
+    :return: one :class:`LengthBin` per bin, shortest first.
+    """
+    if not len(hypotheses) == len(references) == len(lengths):
+        raise ValueError(f"{len(hypotheses)} hypotheses, {len(references)} references and "
+                         f"{len(lengths)} lengths: one of each per sentence")
+    labels = length_bin_labels(edges)
+    members: list[list[int]] = [[] for _ in labels]
+    for i, length in enumerate(lengths):
+        members[sum(length > e for e in edges)].append(i)
+    return [LengthBin(label, len(idx), corpus_bleu([hypotheses[i] for i in idx],
+                                                   [references[i] for i in idx], lowercase).score
+                      if idx else math.nan)
+            for label, idx in zip(labels, members)]

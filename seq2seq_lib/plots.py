@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,21 +19,39 @@ from numpy.typing import ArrayLike
 CJK_FONT_PACKAGE, CJK_FONT_FILE = "mplfonts", "fonts/NotoSansCJKsc-Regular.otf"
 
 
-def plot_history(history: Sequence[dict[str, float]], ax: Axes | None = None,
-                 title: str = "loss per epoch") -> Figure:
-    """Train and validation loss per epoch on one axis; returns the figure."""
+def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A new figure of ``figsize`` with one axis, or the figure of ``ax`` (cleared for redrawing)."""
     if ax is None:
-        fig = Figure(figsize=(6, 3.5))
+        fig = Figure(figsize=figsize)
         ax = fig.add_subplot()
     else:
         fig = ax.figure
     ax.clear()
+    return fig, ax
+
+
+def _grouped_bars(ax: Axes, n_groups: int, values_by_name: dict[str, Sequence[float]],
+                  labels: Callable[[Sequence[float]], list[str]]) -> None:
+    """Side-by-side bars: one group per x position, one colour per entry of ``values_by_name``;
+    ``nan`` draws no bar; ``labels`` gives the text over each bar of one series."""
+    width = 0.8 / max(len(values_by_name), 1)
+    for k, (name, values) in enumerate(values_by_name.items()):
+        xs = [i + (k - (len(values_by_name) - 1) / 2) * width for i in range(n_groups)]
+        bars = ax.bar(xs, [0.0 if np.isnan(v) else v for v in values], width, label=name)
+        ax.bar_label(bars, labels=labels(values), fontsize=8)
+
+
+def plot_history(history: Sequence[dict[str, float]], ax: Axes | None = None,
+                 title: str = "loss per epoch") -> Figure:
+    """Train and validation loss per epoch on one axis; returns the figure."""
+    fig, ax = _figure_and_axes(ax, (6, 3.5))
     epochs = [r["epoch"] for r in history]
     ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     ax.plot(epochs, [r["valid_loss"] for r in history], "s-", label="valid")
     if history:
         best = min(history, key=lambda r: r["valid_loss"])
         ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label=f"best (epoch {best['epoch']})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 2.5" ticks
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy")
     ax.set_title(title)
@@ -122,12 +140,7 @@ def plot_length_histogram(lengths_by_name: dict[str, Sequence[int]], ax: Axes | 
     :param lengths_by_name: e.g. ``{"zh words": [...], "zh chars": [...], "en words": [...]}``;
         each legend entry shows the mean and the longest length.
     """
-    if ax is None:
-        fig = Figure(figsize=(7, 3.5))
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    ax.clear()
+    fig, ax = _figure_and_axes(ax, (7, 3.5))
     filled = [v for v in lengths_by_name.values() if len(v)]
     shortest = min((min(v) for v in filled), default=0)
     longest = max((max(v) for v in filled), default=1)
@@ -156,17 +169,9 @@ def plot_padding_share(batch_sizes: Sequence[int], shares_by_name: dict[str, Seq
     :param shares_by_name: e.g. ``{"random batches": [...], "length buckets": [...]}``, one share
         (0..1) per entry of ``batch_sizes``.
     """
-    if ax is None:
-        fig = Figure(figsize=(7, 3.5))
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    ax.clear()
-    width = 0.8 / max(len(shares_by_name), 1)
-    for k, (name, shares) in enumerate(shares_by_name.items()):
-        xs = [i + (k - (len(shares_by_name) - 1) / 2) * width for i in range(len(batch_sizes))]
-        bars = ax.bar(xs, [100 * s for s in shares], width, label=name)
-        ax.bar_label(bars, fmt="%.0f%%", fontsize=8)
+    fig, ax = _figure_and_axes(ax, (7, 3.5))
+    percent = {name: [100 * s for s in shares] for name, shares in shares_by_name.items()}
+    _grouped_bars(ax, len(batch_sizes), percent, lambda vs: [f"{v:.0f}%" for v in vs])
     ax.set_xticks(range(len(batch_sizes)), [str(b) for b in batch_sizes])
     ax.set_xlabel("batch size")
     ax.set_ylabel("padding (% of positions)")
@@ -185,12 +190,7 @@ def plot_unk_curve(sizes: Sequence[int], rates: Sequence[float], reachable: int 
     :param reachable: the largest size ``min_freq`` allows; the curve beyond it is drawn faint.
     :param current: ``(size, rate)`` of the chosen setting, marked with a dot.
     """
-    if ax is None:
-        fig = Figure(figsize=(6, 3.5))
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    ax.clear()
+    fig, ax = _figure_and_axes(ax, (6, 3.5))
     pct = [100 * r for r in rates]
     ax.plot(sizes, pct, color="lightgrey", lw=2, label="all training tokens")
     if reachable is not None:
@@ -206,5 +206,52 @@ def plot_unk_curve(sizes: Sequence[int], rates: Sequence[float], reachable: int 
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_bleu_by_length(labels: Sequence[str], bleu_by_name: dict[str, Sequence[float]],
+                        counts: Sequence[int] | None = None, ax: Axes | None = None,
+                        title: str = "test BLEU by source length") -> Figure:
+    """Grouped bars: BLEU per source-length bin, one colour per model.
+
+    :param labels: the bins, e.g. ``["≤5", "6–8", "9–12", ">12"]``.
+    :param bleu_by_name: e.g. ``{"GRU": [...], "GRU + attention": [...]}``, one BLEU per bin
+        (``nan`` for an empty bin draws no bar).
+    :param counts: sentences per bin, shown under the bin labels.
+    """
+    fig, ax = _figure_and_axes(ax, (7, 3.5))
+    _grouped_bars(ax, len(labels), bleu_by_name,
+                  lambda vs: ["" if np.isnan(v) else f"{v:.1f}" for v in vs])
+    ticks = list(labels) if counts is None else [f"{b}\n({n} sent.)" for b, n in zip(labels, counts)]
+    ax.set_xticks(range(len(labels)), ticks, fontfamily=font_families())
+    ax.set_xlabel("source length (Chinese tokens)")
+    ax.set_ylabel("BLEU")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_beam_sizes(beam_sizes: Sequence[int], bleu_by_name: dict[str, Sequence[float]],
+                    sentences_per_s: Sequence[float],
+                    title: str = "beam size: quality and speed") -> Figure:
+    """Two panels over the beam size: BLEU (left, one line per evaluation set, e.g.
+    ``{"test": [...], "valid": [...]}``) and decoding speed in sentences/s (right)."""
+    fig = Figure(figsize=(9, 3.2))
+    ax_bleu, ax_speed = fig.subplots(1, 2)
+    for k, (name, scores) in enumerate(bleu_by_name.items()):
+        ax_bleu.plot(beam_sizes, scores, "o-", color=f"C{k}", label=name)
+    ax_bleu.set_ylabel("BLEU")
+    ax_bleu.legend()
+    ax_speed.plot(beam_sizes, sentences_per_s, "s-", color="C3")
+    ax_speed.set_ylabel("sentences / second")
+    ax_speed.set_ylim(bottom=0)
+    for ax in (ax_bleu, ax_speed):
+        ax.set_xticks(list(beam_sizes))
+        ax.set_xlabel("beam size (1 = greedy)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

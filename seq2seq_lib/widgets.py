@@ -1,4 +1,5 @@
-"""ipywidgets for the notebooks: a hyper-parameter panel, a training dashboard, a translate box.
+"""ipywidgets for the notebooks: a hyper-parameter panel, a training dashboard, a translate box,
+a vocabulary explorer and a decoding lab (greedy vs beam search, with the attention heat-map).
 
 Thin wiring over :mod:`seq2seq_lib.course` (the training recipe) and :class:`Translator`. What
 each button does is also a method (``train()``, ``stop()``, ``wait()``, ``translate()``), so a
@@ -23,7 +24,7 @@ from .config import DataConfig, ModelConfig, TrainConfig
 from .course import make_loaders, new_model
 from .models import Seq2Seq
 from .pipeline import PreparedData
-from .plots import plot_history, plot_unk_curve
+from .plots import plot_attention, plot_history, plot_unk_curve
 from .train import EpochRecord, FitResult, choose_device, describe_device, fit
 from .translator import Translator
 from .vocab import unk_rate_curve, vocab_stats
@@ -371,3 +372,81 @@ def vocab_explorer(train_tokens: Sequence[list[str]], valid_tokens: Sequence[lis
                    min_freq: int = 2, max_size: int = 10_000) -> VocabExplorer:
     """A :class:`VocabExplorer` for one language's training and validation tokens."""
     return VocabExplorer(train_tokens, valid_tokens, min_freq, max_size)
+
+
+class DecodingLab(widgets.VBox):
+    """Type a sentence, move the beam-size and length-penalty sliders, compare the decoders.
+
+    Every change (Enter in the text box, a slider released, the Decode button) decodes the
+    sentence greedily and with beam search, lists the beam's n-best translations with their
+    scores, and, for a model with attention, draws the beam output's attention heat-map.
+    ``greedy``, ``beam``, ``n_best`` and ``figure`` hold what is shown, so a test or a notebook
+    cell can read it without a browser.
+
+    :param n_best: at most this many beam hypotheses are listed (never more than the beam size).
+    """
+
+    def __init__(self, translator: Translator, value: str = "我喜欢学习机器学习。",
+                 beam_size: int = 5, length_penalty: float = 0.6, n_best: int = 5,
+                 max_beam_size: int = 10, max_len: int = 50):
+        self.translator, self.max_len, self.max_n_best = translator, max_len, n_best
+        self.text = widgets.Text(value=value, placeholder="输入一句中文，按 Enter",
+                                 continuous_update=False, description="中文",
+                                 layout=widgets.Layout(width="480px"))
+        self.beam_size = widgets.IntSlider(value=beam_size, min=1,
+                                           max=max(max_beam_size, beam_size),
+                                           description="beam_size", continuous_update=False,
+                                           style=WIDE)
+        self.length_penalty = widgets.FloatSlider(value=length_penalty, min=0.0, max=2.0,
+                                                  step=0.1, description="length_penalty",
+                                                  continuous_update=False, style=WIDE)
+        self.button = widgets.Button(description="Decode", icon="language")
+        self.output = widgets.HTML()
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="560px"))
+        self.greedy: str | None = None
+        self.beam: str | None = None
+        self.n_best: list[tuple[str, float]] = []
+        self.figure: Any = None
+        self.button.on_click(lambda _: self.decode())
+        for control in (self.text, self.beam_size, self.length_penalty):
+            control.observe(lambda _: self.decode(), names="value")
+        super().__init__([widgets.HBox([self.text, self.button]), self.beam_size,
+                          self.length_penalty, self.output, self.plot])
+        self.decode()
+
+    def __repr__(self) -> str:
+        return "DecodingLab (open the notebook in Jupyter to type a sentence and move the sliders)"
+
+    def decode(self) -> str | None:
+        """Decode the text box's sentence with the sliders' settings; returns the beam output
+        (None, with a hint shown, when the box is empty)."""
+        sentence = self.text.value
+        try:
+            self.translator.src_tokens(sentence)  # ValueError for an empty sentence
+        except ValueError:
+            self.greedy, self.beam, self.n_best, self.figure = None, None, [], None
+            self.output.value = f"<i>{html.escape(EMPTY_MESSAGE)}</i>"
+            self.plot.value = b""
+            return None
+        beam_size, alpha = int(self.beam_size.value), round(float(self.length_penalty.value), 4)
+        self.greedy = self.translator.translate(sentence, self.max_len)
+        self.n_best = self.translator.translate_n_best(
+            sentence, n=min(self.max_n_best, beam_size), beam_size=beam_size,
+            max_len=self.max_len, length_penalty=alpha)
+        self.beam = self.n_best[0][0]
+        rows = "".join(f"<tr><td>{rank}</td><td>{html.escape(text)}</td><td>{score:.3f}</td></tr>"
+                       for rank, (text, score) in enumerate(self.n_best, start=1))
+        self.output.value = (
+            f"greedy: <b>{html.escape(self.greedy)}</b><br>"
+            f"beam {beam_size} (length_penalty {alpha}): <b>{html.escape(self.beam)}</b>"
+            f"<table><tr><th>#</th><th>n-best</th><th>score</th></tr>{rows}</table>")
+        self._draw(sentence, beam_size, alpha)
+        return self.beam
+
+    def _draw(self, sentence: str, beam_size: int, alpha: float) -> None:
+        if not getattr(self.translator.model.decoder, "has_attention", False):
+            self.figure, self.plot.value = None, b""  # a plain GRU has no weights to show
+            return
+        src, trg, weights = self.translator.attention_map(sentence, beam_size, self.max_len, alpha)
+        self.figure = plot_attention(weights, src, trg, title=f"beam {beam_size}: {sentence}")
+        self.plot.value = _png(self.figure)

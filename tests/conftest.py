@@ -10,6 +10,7 @@ from seq2seq_lib import (
     DataConfig,
     ModelConfig,
     TrainConfig,
+    Translator,
     build_model,
     fit,
     make_loader,
@@ -22,6 +23,7 @@ from seq2seq_lib.checkpoint import CheckpointInfo
 DATA = Path(__file__).parent / "data"
 
 TINY_MODEL = ModelConfig(emb_dim=32, hid_dim=64, n_layers=1, dropout=0.0)
+ATTN_MODEL = ModelConfig(emb_dim=32, hid_dim=64, n_layers=1, dropout=0.0, attention="bahdanau")
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +71,12 @@ def memorized(tiny_data):
     data_cfg, data = tiny_data
     model, result, info, cfg = train_tiny(data_cfg, data, epochs=80)
     return model, result, info
+
+
+@pytest.fixture(scope="session")
+def attention_translator(tiny_data):
+    """A translator with Bahdanau attention that has learned the 20 tiny pairs by heart, and
+    its :class:`FitResult`."""
+    data_cfg, data = tiny_data
+    model, result, info, _ = train_tiny(data_cfg, data, epochs=40, model_cfg=ATTN_MODEL)
+    return Translator(model, data.src_vocab, data.trg_vocab, data_cfg, info.model_cfg), result

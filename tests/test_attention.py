@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from conftest import train_tiny
 
 from seq2seq_lib import (
     AdditiveAttention,
@@ -17,7 +16,6 @@ from seq2seq_lib import (
 
 V_SRC, V_TRG = 30, 40
 KINDS = ["bahdanau", "dot", "general"]
-ATTN_MODEL = ModelConfig(emb_dim=32, hid_dim=64, n_layers=1, dropout=0.0, attention="bahdanau")
 
 
 def model(kind="bahdanau", bidirectional=False, n_layers=2):
@@ -135,13 +133,6 @@ def test_gradients_reach_the_attention_and_the_encoder():
     for name in ("decoder.attention.w_key.weight", "decoder.attention.v.weight",
                  "decoder.combine.weight", "encoder.rnn.weight_hh_l0_reverse"):
         assert m.get_parameter(name).grad.abs().sum() > 0, name
-
-
-@pytest.fixture(scope="module")
-def attention_translator(tiny_data):
-    data_cfg, data = tiny_data
-    model, result, info, _ = train_tiny(data_cfg, data, epochs=40, model_cfg=ATTN_MODEL)
-    return Translator(model, data.src_vocab, data.trg_vocab, data_cfg, info.model_cfg), result
 
 
 def test_attention_model_memorizes_the_tiny_corpus(attention_translator, tiny_corpus):

@@ -3,6 +3,7 @@ import math
 import pytest
 
 from seq2seq_lib import bleu_signature, corpus_bleu, perplexity
+from seq2seq_lib.metrics import bleu_by_length, length_bin_labels
 
 
 def test_bleu_matches_sacrebleus_documented_example():
@@ -31,3 +32,33 @@ def test_perplexity():
     assert perplexity(0.0) == 1.0
     assert perplexity(math.log(20)) == pytest.approx(20)
     assert perplexity(1e6) == float("inf")
+
+
+def test_length_bin_labels():
+    assert length_bin_labels((5, 8, 12)) == ["≤5", "6–8", "9–12", ">12"]
+    assert length_bin_labels((3, 4)) == ["≤3", "4", ">4"]
+    for bad in [(), (5, 5), (8, 5)]:
+        with pytest.raises(ValueError, match="increasing"):
+            length_bin_labels(bad)
+
+
+def test_bleu_by_length_scores_each_bin_on_its_own_sentences():
+    refs = ["the cat sat on the mat", "a dog ran in the park", "he reads a long book today",
+            "she likes green tea very much", "we walked home after the long game"]
+    hyps = [refs[0], refs[1], "he reads a short book now", "tea", refs[4]]
+    lengths = [3, 5, 7, 9, 20]  # bins ≤5: 0, 1 · 6–8: 2 · 9–12: 3 · >12: 4
+    bins = bleu_by_length(hyps, refs, lengths)
+    assert [(b.label, b.n) for b in bins] == [("≤5", 2), ("6–8", 1), ("9–12", 1), (">12", 1)]
+    assert bins[0].bleu == pytest.approx(100) and bins[3].bleu == pytest.approx(100)
+    assert bins[1].bleu == pytest.approx(corpus_bleu([hyps[2]], [refs[2]]).score)
+    assert 0 < bins[1].bleu < 100 and bins[2].bleu < bins[1].bleu
+
+
+def test_bleu_by_length_empty_bins_and_lowercase():
+    bins = bleu_by_length(["The Cat sat on the mat"], ["the cat sat on the mat"], [4],
+                          edges=(5, 10), lowercase=True)
+    assert [b.n for b in bins] == [1, 0, 0]
+    assert bins[0].bleu == pytest.approx(100)
+    assert math.isnan(bins[1].bleu) and math.isnan(bins[2].bleu)
+    with pytest.raises(ValueError, match="one of each per sentence"):
+        bleu_by_length(["a"], ["a"], [1, 2])

@@ -6,7 +6,13 @@ import pytest
 from conftest import TINY_MODEL
 
 from seq2seq_lib import ModelConfig, TrainConfig, Translator, load_checkpoint
-from seq2seq_lib.widgets import EMPTY_MESSAGE, HyperParameterPanel, TrainingDashboard, TranslateBox
+from seq2seq_lib.widgets import (
+    EMPTY_MESSAGE,
+    DecodingLab,
+    HyperParameterPanel,
+    TrainingDashboard,
+    TranslateBox,
+)
 
 
 def tiny_panel(epochs, checkpoint=None):
@@ -99,3 +105,38 @@ def test_translate_box(memorized, tiny_data):
     box.text.value = "   "
     assert box.translation is None and box.translate() == EMPTY_MESSAGE
     assert "请先输入一句中文" in box.output.value
+
+
+def test_decoding_lab_compares_greedy_and_beam_and_draws_the_attention(attention_translator):
+    translator, _ = attention_translator
+    lab = DecodingLab(translator, value="他是老师。", beam_size=3, n_best=5)
+    assert lab.greedy == lab.beam == "He is a teacher."  # decoded on creation
+    assert len(lab.n_best) == 3 and lab.n_best[0] == ("He is a teacher.", lab.n_best[0][1])
+    scores = [score for _, score in lab.n_best]
+    assert scores == sorted(scores, reverse=True)
+    assert "beam 3 (length_penalty 0.6)" in lab.output.value and "<table>" in lab.output.value
+    assert bytes(lab.plot.value).startswith(b"\x89PNG")
+    assert [t.get_text() for t in lab.figure.axes[0].get_xticklabels()][0] == "<sos>"
+    lab.beam_size.value = 1  # moving a slider decodes again: beam 1 is greedy
+    assert lab.beam == lab.greedy and len(lab.n_best) == 1
+    assert "beam 1 " in lab.output.value
+    lab.length_penalty.value = 1.5
+    assert "length_penalty 1.5" in lab.output.value
+    lab.text.value = "我有一只猫。"  # what pressing Enter after typing does
+    assert lab.greedy == "I have a cat." and lab.beam == "I have a cat."
+    lab.beam_size.value = 8  # n_best never exceeds its limit
+    lab.button.click()
+    assert len(lab.n_best) == 5 and lab.beam == "I have a cat."
+
+
+def test_decoding_lab_empty_sentence_and_a_model_without_attention(memorized, tiny_data,
+                                                                    attention_translator):
+    translator, _ = attention_translator
+    lab = DecodingLab(translator, value="   ")
+    assert lab.beam is None and lab.greedy is None and lab.figure is None
+    assert "请先输入一句中文" in lab.output.value and lab.decode() is None
+    model, _, info = memorized
+    data_cfg, data = tiny_data
+    plain = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, TINY_MODEL)
+    lab = DecodingLab(plain, value="他是老师。", beam_size=2)
+    assert lab.beam == "He is a teacher." and lab.figure is None and bytes(lab.plot.value) == b""
