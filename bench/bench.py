@@ -445,7 +445,8 @@ def build_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def render(r: dict[str, Any], rows: list[tuple[str, str, str, str]]) -> str:
     m = r["machine"]
     load0, load1 = r["load_start"], r["load_end"]
-    busy = max(load0[0], load1[0]) > 0.5 * (m["logical_cpus"] or 1)
+    # only the start says whether others were busy: at the end the load is this run's own
+    busy = load0[0] > 0.5 * (m["logical_cpus"] or 1)
     cores = m["physical_cores"] or "?"
     lines = [
         "# Benchmark results", "",
@@ -457,9 +458,9 @@ def render(r: dict[str, Any], rows: list[tuple[str, str, str, str]]) -> str:
         f"- GPU: {m['gpu'] or 'none'}; rows 2-5 run on `{r['device']}`",
         f"- torch {m['torch']}, Python {m['python']}, {m['system']}",
         f"- load average (1, 5, 15 min) at start {tuple(round(x, 2) for x in load0)}, "
-        f"at end {tuple(round(x, 2) for x in load1)}: "
-        + ("**a shared, busy machine: other jobs competed for the cores, the speeds are low "
-           "and noisy**" if busy else "a quiet machine"),
+        f"at end {tuple(round(x, 2) for x in load1)} (this run's own load): "
+        + ("**a shared, busy machine at the start: other jobs competed for the cores, the "
+           "speeds are low and noisy**" if busy else "nothing else was running at the start"),
         "",
         "| row | measurement | value | target |",
         "|---|---|---|---|",
@@ -481,9 +482,10 @@ def render(r: dict[str, Any], rows: list[tuple[str, str, str, str]]) -> str:
         "- Decoding: `Translator.translate_batch` over the whole test split (batched), "
         "`Translator.translate` per sentence (one at a time); best of 3 / 2 / 2 repeats after a "
         "warm-up, tokenization included. The model is the one row 4a trained.",
-        "- Quality: the library default (`TrainConfig()`, `make_loader(train, 64)`) for the given "
-        "epochs, best checkpoint by validation loss; wall time includes validation and "
-        "checkpoint writes.",
+        "- Quality: 4a is the library default (`TrainConfig()`, `make_loader(train, 64)`) for the "
+        "given epochs, 4b the settings of `make demo` (`seq2seq_lib.config.demo_configs()`); "
+        "best checkpoint by validation loss; wall time includes validation and checkpoint "
+        "writes. The decoding rows use the model of row 4a.",
         "- Peak RSS: `resource.getrusage(RUSAGE_SELF).ru_maxrss` of each process (Python, torch, "
         "jieba and the data included); in brackets the resident memory just before the timed part.",
         "",
