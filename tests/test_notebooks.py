@@ -28,7 +28,7 @@ def test_notebook_runs_in_fast_mode(path, shared_checkpoints):
     run(path, fast=True, timeout=600, env={"SEQ2SEQ_CHECKPOINTS": str(shared_checkpoints)})
 
 
-MACHINE_PATH = re.compile(r"(/home/|/root/|/tmp/|/work/|/Users/|[A-Z]:\\\\Users)")
+MACHINE_PATH = re.compile(r"(/(?:home|root|tmp|work|Users)/|[A-Z]:\\\\Users)")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
