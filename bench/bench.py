@@ -247,17 +247,9 @@ def worker_quality(spec: dict[str, Any]) -> dict[str, Any]:
     ``preset`` "lesson": the library default (the lesson's sizes) for ``epochs``; "demo": what
     ``make demo`` trains (``seq2seq_lib.config.demo_configs``), with its own epoch count.
     """
-    from seq2seq_lib import (
-        ModelConfig,
-        TrainConfig,
-        Translator,
-        build_model,
-        fit,
-        make_loader,
-        set_seed,
-    )
-    from seq2seq_lib.checkpoint import CheckpointInfo
+    from seq2seq_lib import ModelConfig, TrainConfig
     from seq2seq_lib.config import demo_configs
+    from seq2seq_lib.course import train_translator
     from seq2seq_lib.metrics import bleu_signature
 
     if spec["preset"] == "demo":
@@ -267,14 +259,9 @@ def worker_quality(spec: dict[str, Any]) -> dict[str, Any]:
         data_cfg, model_cfg, cfg, epochs = None, ModelConfig(), TrainConfig(), spec["epochs"]
     data_cfg, data = _data(spec["quick"], data_cfg)
     device = _device(spec["device"])
-    set_seed(0)
-    model = build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab))
-    cfg = replace(cfg, epochs=epochs, checkpoint_path=spec["checkpoint"])
-    info = CheckpointInfo(data.src_vocab, data.trg_vocab, data_cfg, model_cfg)
-    result = fit(model, make_loader(data.train, cfg.batch_size, bucket=cfg.bucket, seed=cfg.seed),
-                 make_loader(data.valid, 256, bucket=False, shuffle=False), cfg, info,
-                 progress=False, device=device)
-    translator = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg, device)
+    cfg = replace(cfg, epochs=epochs, checkpoint_path=spec["checkpoint"])  # seed 0, as before
+    translator, result = train_translator(data, data_cfg, model_cfg, cfg, progress=False,
+                                          device=device)
     pairs = data.splits.test
     if spec.get("sentences"):  # the decoding worker times the same test sentences
         Path(spec["sentences"]).write_text(json.dumps([zh for zh, _ in pairs], ensure_ascii=False),
@@ -295,6 +282,7 @@ def worker_quality(spec: dict[str, Any]) -> dict[str, Any]:
 def worker_decode(spec: dict[str, Any]) -> dict[str, Any]:
     """Sentences/s of batched greedy, one-at-a-time greedy and batched beam-5 decoding."""
     from seq2seq_lib import Translator
+    from seq2seq_lib.course import best_time
 
     sentences = json.loads(Path(spec["sentences"]).read_text(encoding="utf-8"))
     translator = Translator.from_checkpoint(spec["checkpoint"], device=spec["device"])
@@ -302,20 +290,13 @@ def worker_decode(spec: dict[str, Any]) -> dict[str, Any]:
     translator.translate(sentences[0])
     rss_before = current_rss_mib()
 
-    def best_time(fn, repeats: int) -> float:
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-        return best
-
     n = len(sentences)
     out: dict[str, Any] = {"sentences": n, "rss_before_mib": rss_before}
-    out["batched_s"] = best_time(lambda: translator.translate_batch(sentences), 3)
-    out["single_s"] = best_time(lambda: [translator.translate(s) for s in sentences], 2)
+    out["batched_s"], _ = best_time(lambda: translator.translate_batch(sentences), 3)
+    out["single_s"], _ = best_time(lambda: [translator.translate(s) for s in sentences], 2)
     if spec["beam"]:
-        out["beam5_s"] = best_time(lambda: translator.translate_batch(sentences, beam_size=5), 2)
+        out["beam5_s"], _ = best_time(lambda: translator.translate_batch(sentences, beam_size=5),
+                                      2)
     out["peak_rss_mib"] = peak_rss_mib()
     # the matrix products greedy decoding cannot avoid: the encoder over every source id, the
     # decoder and output layer once per output word and once for <eos> (forward only)

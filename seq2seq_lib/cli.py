@@ -122,14 +122,10 @@ def _report(translator, pairs, n_examples: int, label: str, beam: int = 1,
 def cmd_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from .batching import make_loader
-    from .checkpoint import CheckpointInfo
     from .config import ModelConfig, TrainConfig
-    from .models import build_model
+    from .course import train_translator
     from .pipeline import prepare_data
     from .plots import plot_history
-    from .train import fit, set_seed
-    from .translator import Translator
 
     _check_beam(args)
     data_cfg = replace(_data_config(args), min_freq=args.min_freq, max_size=args.max_size,
@@ -141,19 +137,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     data = prepare_data(data_cfg)
     print(data.summary(), f"\n(tokenized in {time.perf_counter() - t0:.1f} s)")
-    set_seed(args.seed)
-    model = build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab))
-    info = CheckpointInfo(data.src_vocab, data.trg_vocab, data_cfg, model_cfg)
-    train_loader = make_loader(data.train, args.batch_size, bucket=train_cfg.bucket, seed=args.seed)
-    valid_loader = make_loader(data.valid, 256, bucket=False, shuffle=False)
 
     def log(record, history):
         print(f"epoch {int(record['epoch']):3d}  train {record['train_loss']:.3f}  "
               f"valid {record['valid_loss']:.3f} (ppl {record['valid_ppl']:.1f})  "
               f"{record['seconds']:.1f} s  {record['tokens_per_s']:.0f} tok/s", flush=True)
 
-    result = fit(model, train_loader, valid_loader, train_cfg, info, callbacks=[log],
-                 resume_from=args.resume, progress=not args.quiet)
+    translator, result = train_translator(data, data_cfg, model_cfg, train_cfg, callbacks=[log],
+                                          resume_from=args.resume, progress=not args.quiet)
     train_s = sum(r["seconds"] for r in result.history)
     print(f"stopped: {result.stopped}; best epoch {result.best_epoch} "
           f"(valid loss {result.best_valid_loss:.3f}); training time {train_s:.0f} s; "
@@ -162,7 +153,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_history(result.history).savefig(args.plot, dpi=120)
         print(f"loss curves: {args.plot}")
-    translator = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg)
     _report(translator, data.splits.test, 3, "test", args.beam, args.length_penalty)
     print("sample translations:")
     samples = translator.translate_batch(SAMPLE_SENTENCES, beam_size=args.beam,

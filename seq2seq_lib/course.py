@@ -1,5 +1,6 @@
-"""What the notebooks share: fast mode for the tests, the checkpoint folder, load-or-train,
-the attention recipe of notebooks 07–08, and timed decoding runs.
+"""What the notebooks share: fast mode for the tests, the checkpoint folder, the training recipe
+(also used by the command line and the bench), load-or-train, the recipes of the models notebooks
+05-08 load, and timed decoding runs.
 
 Fast mode (environment variable ``SEQ2SEQ_FAST=1``) shrinks data, model and epochs so the test
 suite can execute every notebook in seconds; learners never need it.

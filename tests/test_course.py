@@ -9,9 +9,9 @@ from seq2seq_lib import DataConfig, TrainConfig, Translator, load_checkpoint
 from seq2seq_lib.course import (
     Table,
     attention_recipe,
-    gru_recipe,
     best_time,
     decoding_runs,
+    gru_recipe,
     load_or_train,
     train_translator,
     training_summary,
