@@ -40,6 +40,11 @@ class Translator:
             load_user_dict(data_cfg.user_dict)  # segment new sentences as the training data was
 
     @property
+    def has_attention(self) -> bool:
+        """Whether the model's decoder attends over the source (and so has weights to plot)."""
+        return self.model.decoder.has_attention
+
+    @property
     def info(self) -> CheckpointInfo:
         return CheckpointInfo(self.src_vocab, self.trg_vocab, self.data_cfg, self.model_cfg)
 
@@ -144,7 +149,7 @@ class Translator:
         :return: source labels (``<sos>``, jieba tokens, ``<eos>``), output labels (English
             tokens, ``<eos>``) and the weights [len(output labels), len(source labels)].
         """
-        if not getattr(self.model.decoder, "has_attention", False):
+        if not self.has_attention:
             raise ValueError("this model has no attention (train it with attention='bahdanau', "
                              "'dot' or 'general')")
         hyp = self.hypotheses([sentence], max_len, beam_size=beam_size,

@@ -282,6 +282,12 @@ class TrainingDashboard(widgets.VBox):
 EMPTY_MESSAGE = "请先输入一句中文。(Type a Chinese sentence first.)"
 
 
+def _sentence_box(value: str) -> widgets.Text:
+    """The text box of :class:`TranslateBox` and :class:`DecodingLab`: Enter submits."""
+    return widgets.Text(value=value, placeholder="输入一句中文，按 Enter", continuous_update=False,
+                        description="中文", layout=widgets.Layout(width="480px"))
+
+
 class TranslateBox(widgets.VBox):
     """A text box for a Chinese sentence, a Translate button (or Enter), and the translation.
 
@@ -292,9 +298,7 @@ class TranslateBox(widgets.VBox):
     def __init__(self, translator: Translator, value: str = "我喜欢学习机器学习。",
                  max_len: int = 50):
         self.translator, self.max_len = translator, max_len
-        self.text = widgets.Text(value=value, placeholder="输入一句中文，按 Enter",
-                                 continuous_update=False, description="中文",
-                                 layout=widgets.Layout(width="480px"))
+        self.text = _sentence_box(value)
         self.button = widgets.Button(description="Translate", icon="language")
         self.output = widgets.HTML()
         self.translation: str | None = None
@@ -390,9 +394,7 @@ class DecodingLab(widgets.VBox):
                  beam_size: int = 5, length_penalty: float = 0.6, n_best: int = 5,
                  max_beam_size: int = 10, max_len: int = 50):
         self.translator, self.max_len, self.max_n_best = translator, max_len, n_best
-        self.text = widgets.Text(value=value, placeholder="输入一句中文，按 Enter",
-                                 continuous_update=False, description="中文",
-                                 layout=widgets.Layout(width="480px"))
+        self.text = _sentence_box(value)
         self.beam_size = widgets.IntSlider(value=beam_size, min=1,
                                            max=max(max_beam_size, beam_size),
                                            description="beam_size", continuous_update=False,
@@ -444,7 +446,7 @@ class DecodingLab(widgets.VBox):
         return self.beam
 
     def _draw(self, sentence: str, beam_size: int, alpha: float) -> None:
-        if not getattr(self.translator.model.decoder, "has_attention", False):
+        if not self.translator.has_attention:
             self.figure, self.plot.value = None, b""  # a plain GRU has no weights to show
             return
         src, trg, weights = self.translator.attention_map(sentence, beam_size, self.max_len, alpha)
