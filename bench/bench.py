@@ -20,7 +20,7 @@ It prints one table and writes it, with the machine and the command, to ``bench/
    (``demo_configs()``: characters, bidirectional encoder, attention; its own epoch count).
 5. Memory: peak resident memory of training and of decoding; every measurement runs in its own
    subprocess, so the peaks do not mix. On a GPU also ``torch.cuda.max_memory_allocated``.
-6. GPU only: fp32 against bf16 autocast (``TrainConfig.amp``) training throughput.
+6. GPU only: fp32 against bf16 autocast (``TrainConfig.precision``) training throughput.
 
 FLOPs and MFU (model FLOP utilisation)
 --------------------------------------
@@ -216,10 +216,10 @@ def worker_train_speed(spec: dict[str, Any]) -> dict[str, Any]:
     model = build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab))
     if spec["mode"] == "lesson":
         cfg = TrainConfig(epochs=1 + spec["measure"], batch_size=32, teacher_forcing_ratio=0.5,
-                          bucket=False, amp=spec["amp"])
+                          bucket=False, precision="amp" if spec["amp"] else "fp32")
         train_loader = make_loader(data.train, 32, bucket=False, shuffle=False)
     else:
-        cfg = TrainConfig(epochs=1 + spec["measure"], amp=spec["amp"])
+        cfg = TrainConfig(epochs=1 + spec["measure"], precision="amp" if spec["amp"] else "fp32")
         train_loader = make_loader(data.train, cfg.batch_size, bucket=cfg.bucket, seed=cfg.seed)
     valid_loader = make_loader(data.valid, 256, bucket=False, shuffle=False)
     rss_before = current_rss_mib()

@@ -6,6 +6,12 @@ models → train → decode → translator, with metrics and plots beside them.
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# On Apple's MPS, let an operator without an MPS kernel run on the CPU instead of stopping the
+# run; PyTorch reads this once, when it loads, so it is set before torch is imported.
+_os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
 from .attention import AdditiveAttention, AttentionDecoder, LuongAttention
 from .batching import (
     Batch,
@@ -28,13 +34,15 @@ from .data import (
     split_pairs,
 )
 from .decode import Hypothesis, beam_search, gnmt_length_penalty, greedy_decode, greedy_trace
+from .device import choose_device, describe_device, resolve_precision
 from .metrics import bleu_signature, corpus_bleu, perplexity
 from .models import Decoder, Encoded, Encoder, Seq2Seq, build_model, count_parameters
 from .pipeline import PreparedData, prepare_data, tokenize_pairs
 from .plots import cjk_font, plot_attention, plot_history, use_cjk_font
 from .tokenize import add_word, detokenize_en, load_user_dict, tokenize_en, tokenize_zh
-from .train import FitResult, TrainingError, batch_loss, choose_device, evaluate_loss, fit, set_seed
+from .train import FitResult, TrainingError, batch_loss, evaluate_loss, fit, set_seed
 from .translator import Translator
+from .truecase import TrueCaser
 from .vocab import SPECIALS, Vocab
 
 __all__ = [
@@ -48,5 +56,6 @@ __all__ = [
     "evaluate_loss", "fit", "greedy_decode", "greedy_trace", "load_checkpoint", "load_corpus",
     "load_hsk", "load_user_dict", "make_loader", "padding_share", "perplexity", "plot_history",
     "prepare_data", "read_parallel", "read_tsv", "save_checkpoint", "set_seed", "split_pairs",
-    "tokenize_en", "tokenize_pairs", "tokenize_zh",
+    "tokenize_en", "tokenize_pairs", "tokenize_zh", "describe_device", "resolve_precision",
+    "TrueCaser",
 ]

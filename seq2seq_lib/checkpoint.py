@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .truecase import TrueCaser
 from .vocab import Vocab
 
 FORMAT_VERSION = 1
@@ -28,6 +29,7 @@ class CheckpointInfo:
     trg_vocab: Vocab
     data_cfg: DataConfig
     model_cfg: ModelConfig
+    truecaser: TrueCaser | None = None  # restores the case of lower-cased output
 
 
 def library_version() -> str:
@@ -38,11 +40,15 @@ def library_version() -> str:
 
 def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], info: CheckpointInfo,
                     train_cfg: TrainConfig, history: list[dict[str, float]], epoch: int,
-                    optimizer_state: dict[str, Any] | None = None) -> Path:
+                    optimizer_state: dict[str, Any] | None = None,
+                    scaler_state: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint to a temporary file in the same folder, then rename it into place.
 
     :param model_state: the weights (``model.state_dict()``, or a kept copy of the best ones).
     :param epoch: the epoch those weights come from.
+    :param scaler_state: the fp16 gradient scaler's state, so a resumed run keeps its scale.
+    The file gets the permissions of any new file of the user (umask), not the temporary
+    file's private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,17 +66,28 @@ def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], info
     }
     if optimizer_state is not None:
         payload["optimizer_state"] = optimizer_state
+    if scaler_state is not None:
+        payload["scaler_state"] = scaler_state
+    if info.truecaser is not None:
+        payload["truecaser"] = info.truecaser.to_dict()
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -86,14 +103,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: not a course checkpoint (it holds a "
+                              f"{type(raw).__name__}, not a dict of weights and settings)")
     missing = {"model_state", "src_vocab", "trg_vocab", "data_cfg", "model_cfg"} - set(raw)
-    if not isinstance(raw, dict) or missing:
+    if missing:
         raise CheckpointError(f"{path}: not a course checkpoint (missing {sorted(missing)})")
-    raw["info"] = CheckpointInfo(
-        src_vocab=Vocab(raw["src_vocab"]),
-        trg_vocab=Vocab(raw["trg_vocab"]),
-        data_cfg=from_dict(DataConfig, raw["data_cfg"]),
-        model_cfg=from_dict(ModelConfig, raw["model_cfg"]),
-    )
-    raw["train_cfg"] = from_dict(TrainConfig, raw.get("train_cfg", {}))
+    try:
+        raw["info"] = CheckpointInfo(
+            src_vocab=Vocab(raw["src_vocab"]),
+            trg_vocab=Vocab(raw["trg_vocab"]),
+            data_cfg=from_dict(DataConfig, raw["data_cfg"]),
+            model_cfg=from_dict(ModelConfig, raw["model_cfg"]),
+            truecaser=TrueCaser(raw["truecaser"]) if "truecaser" in raw else None,
+        )
+        raw["train_cfg"] = from_dict(TrainConfig, raw.get("train_cfg", {}))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: a damaged course checkpoint ({exc})") from None
     return raw
+
+
+def check_same_vocabularies(saved: CheckpointInfo, current: CheckpointInfo,
+                            path: str | Path) -> None:
+    """Refuse to load weights into a model built for other vocabularies (the embedding rows
+    would belong to other words, silently)."""
+    for side, a, b in (("Chinese", saved.src_vocab, current.src_vocab),
+                       ("English", saved.trg_vocab, current.trg_vocab)):
+        if a.itos != b.itos:
+            diff = next((i for i, (x, y) in enumerate(zip(a.itos, b.itos)) if x != y),
+                        min(len(a), len(b)))
+            raise CheckpointError(
+                f"{path}: its {side} vocabulary ({len(a)} tokens) is not this run's ({len(b)} "
+                f"tokens; first difference at id {diff}): resume with the checkpoint's own "
+                "vocabularies and data settings")

@@ -33,11 +33,11 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
 
 def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m seq2seq_lib",
+        prog="python -m seq2seq_lib", allow_abbrev=False,
         description="Chinese-to-English translation with a GRU encoder-decoder.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    tr = sub.add_parser("train", help="train a model and save its best checkpoint",
+    tr = sub.add_parser("train", help="train a model and save its best checkpoint", allow_abbrev=False,
                         description="Train on a corpus, keep the best checkpoint by validation "
                                     "loss, then print test BLEU and sample translations.")
     _add_data_args(tr)
@@ -67,8 +67,12 @@ def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.A
                    help="probability of feeding the true previous word (default 1.0; the lesson used 0.5)")
     g.add_argument("--no-bucket", action="store_true", help="plain shuffled batches, no length buckets")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps (default auto)")
-    g.add_argument("--amp", action="store_true", help="mixed precision (bf16) on CUDA")
-    g.add_argument("--resume", metavar="CKPT", help="continue training from this checkpoint")
+    _add_precision_arg(g)
+    g.add_argument("--amp", dest="precision", action="store_const", const="amp",
+                   help="mixed precision: bf16 where native, else fp16 on a CUDA GPU (an alias)")
+    g.add_argument("--resume", metavar="CKPT",
+                   help="continue training from this checkpoint, with its vocabularies and "
+                        "data and model settings (training flags given here still apply)")
     g = tr.add_argument_group("output")
     g.add_argument("--out", default="checkpoints/model.pt", help="checkpoint path (default %(default)s)")
     g.add_argument("--plot", metavar="PNG", help="also save the loss curves to this PNG file")
@@ -77,21 +81,35 @@ def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.A
     tr.set_defaults(**(train_defaults or {}))
 
     tl = sub.add_parser("translate", help="translate Chinese sentences with a checkpoint",
+                        allow_abbrev=False,
                         description="Translate the sentences given as arguments, or else every "
-                                    "line of standard input.")
+                                    "line of --input (or standard input), in batches: exactly "
+                                    "one output line per input line, blank for blank.")
     tl.add_argument("--checkpoint", required=True, help="checkpoint written by 'train'")
     tl.add_argument("--max-len", type=int, default=50, help="most output words (default 50)")
-    tl.add_argument("sentences", nargs="*", help="Chinese sentences (default: read stdin)")
+    tl.add_argument("--input", metavar="FILE", help="a file of Chinese sentences, one a line")
+    tl.add_argument("--chunk", type=int, default=256, metavar="N",
+                    help="lines decoded together (default 256)")
+    tl.add_argument("sentences", nargs="*", help="Chinese sentences (default: read the input)")
     _add_decode_args(tl)
+    _add_precision_arg(tl, default="fp32")
 
     ev = sub.add_parser("evaluate", help="BLEU and perplexity of a checkpoint on its test split",
+                        allow_abbrev=False,
                         description="Rebuild the checkpoint's corpus split and score the test part.")
     ev.add_argument("--checkpoint", required=True, help="checkpoint written by 'train'")
     ev.add_argument("--split", choices=["test", "valid"], default="test",
                     help="which held-out split to score (default test)")
     ev.add_argument("--examples", type=int, default=5, help="sample translations to show (default 5)")
     _add_decode_args(ev)
+    _add_precision_arg(ev, default="fp32")
     return parser
+
+
+def _add_precision_arg(g, default: str = "auto") -> None:
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=default,
+                   help="number format: auto = bf16 where the device computes it natively, "
+                        f"else fp32 (default {default})")
 
 
 def _data_config(args: argparse.Namespace):
@@ -109,17 +127,62 @@ def _data_config(args: argparse.Namespace):
 
 def _report(translator, pairs, n_examples: int, label: str, beam: int = 1,
             length_penalty: float = 0.6) -> None:
-    from .metrics import bleu_signature
+    from .metrics import bleu_signature, corpus_bleu
 
     score, hyps = translator.bleu(pairs, beam_size=beam, length_penalty=length_penalty)
     how = "greedy" if beam == 1 else f"beam {beam}, length penalty {length_penalty:g}"
-    print(f"{label} BLEU = {score.score:.2f}  ({len(pairs)} sentences, {how}; "
-          f"sacreBLEU {bleu_signature(translator.data_cfg.lowercase)})")
+    lowercase = translator.data_cfg.lowercase
+    cased = corpus_bleu(hyps, [en for _, en in pairs]) if lowercase else score
+    print(f"{label} BLEU = {score.score:.2f} {'case-insensitive, ' if lowercase else ''}"
+          f"{cased.score:.2f} cased  ({len(pairs)} sentences, {how}; "
+          f"sacreBLEU {bleu_signature(lowercase)})")
     for (zh, en), hyp in list(zip(pairs, hyps))[:n_examples]:
         print(f"  {zh}\n    reference: {en}\n    model:     {hyp}")
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+# flags that shape the data or the model: a resumed run takes them from its checkpoint
+_DATA_FLAGS = {"--seed": "seed", "--limit": "limit", "--min-freq": "min_freq",
+               "--max-size": "max_size", "--zh-tokens": "zh_tokens", "--src": "src_path",
+               "--trg": "trg_path", "--tsv": "tsv_path"}
+_MODEL_FLAGS = {"--emb-dim": "emb_dim", "--hid-dim": "hid_dim", "--n-layers": "n_layers",
+                "--dropout": "dropout", "--attention": "attention",
+                "--bidirectional": "bidirectional"}
+# training settings: config field -> (flag, argparse dest); also how a bad value is named
+_TRAIN_FLAGS = {"epochs": ("--epochs", "epochs"), "batch_size": ("--batch-size", "batch_size"),
+                "lr": ("--lr", "lr"), "clip": ("--clip", "clip"),
+                "teacher_forcing_ratio": ("--teacher-forcing", "teacher_forcing"),
+                "device": ("--device", "device"), "precision": ("--precision", "precision")}
+
+
+def _resumed_configs(args: argparse.Namespace, explicit: set[str]):
+    """Data, model and training settings for ``--resume``: the checkpoint's, with the training
+    flags given on this command line; a data or model flag that contradicts it is refused."""
+    from dataclasses import replace
+
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.resume)
+    info = ckpt["info"]
+    for flags, cfg in ((_DATA_FLAGS, info.data_cfg), (_MODEL_FLAGS, info.model_cfg)):
+        for flag, name in flags.items():
+            value = getattr(args, flag[2:].replace("-", "_"))
+            if flag in explicit and value != getattr(cfg, name):
+                raise ValueError(
+                    f"{flag} {value} does not match the checkpoint {args.resume} "
+                    f"({name}={getattr(cfg, name)!r}): leave the flag out to resume, or train a "
+                    "new model without --resume")
+    if "--data" in explicit and info.data_cfg.source != "hsk":
+        raise ValueError(f"--data hsk does not match the checkpoint {args.resume} "
+                         f"(source={info.data_cfg.source!r})")
+    given = {name: getattr(args, dest) for name, (flag, dest) in _TRAIN_FLAGS.items()
+             if flag in explicit or (flag == "--precision" and "--amp" in explicit)}
+    if "--no-bucket" in explicit:
+        given["bucket"] = False
+    train_cfg = replace(ckpt["train_cfg"], checkpoint_path=args.out, **given)
+    return info, train_cfg
+
+
+def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> None:
     from dataclasses import replace
 
     from .config import ModelConfig, TrainConfig
@@ -128,14 +191,22 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .plots import plot_history
 
     _check_beam(args)
-    data_cfg = replace(_data_config(args), min_freq=args.min_freq, max_size=args.max_size,
-                       zh_tokens=args.zh_tokens)
-    model_cfg = ModelConfig(args.emb_dim, args.hid_dim, args.n_layers, args.dropout,
-                            args.bidirectional, args.attention)
-    train_cfg = TrainConfig(args.epochs, args.batch_size, args.lr, args.clip, args.teacher_forcing,
-                            not args.no_bucket, args.seed, args.device, args.amp, args.out)
+    vocabs = None
+    if args.resume:
+        info, train_cfg = _resumed_configs(args, explicit)
+        data_cfg, model_cfg, vocabs = info.data_cfg, info.model_cfg, (info.src_vocab,
+                                                                      info.trg_vocab)
+        print(f"resuming {args.resume}: its vocabularies, data and model settings")
+    else:
+        data_cfg = replace(_data_config(args), min_freq=args.min_freq, max_size=args.max_size,
+                           zh_tokens=args.zh_tokens)
+        model_cfg = ModelConfig(args.emb_dim, args.hid_dim, args.n_layers, args.dropout,
+                                args.bidirectional, args.attention)
+        train_cfg = TrainConfig(args.epochs, args.batch_size, args.lr, args.clip,
+                                args.teacher_forcing, not args.no_bucket, args.seed, args.device,
+                                args.precision, args.out)
     t0 = time.perf_counter()
-    data = prepare_data(data_cfg)
+    data = prepare_data(data_cfg, vocabs=vocabs)
     print(data.summary(), f"\n(tokenized in {time.perf_counter() - t0:.1f} s)")
 
     def log(record, history):
@@ -170,13 +241,58 @@ def cmd_translate(args: argparse.Namespace) -> None:
     from .translator import Translator
 
     _check_beam(args)
-    translator = Translator.from_checkpoint(args.checkpoint)
-    sentences = args.sentences or [line.strip() for line in sys.stdin if line.strip()]
-    if not sentences:
+    if args.chunk < 1:
+        raise ValueError(f"--chunk must be at least 1, got {args.chunk}")
+    if args.sentences and args.input:
+        raise ValueError("give sentences as arguments or --input FILE, not both")
+    translator = Translator.from_checkpoint(args.checkpoint, precision=args.precision)
+    if args.sentences:
+        if not all(s.strip() for s in args.sentences):
+            raise ValueError("cannot translate an empty sentence: type some Chinese text")
+        lines = iter(args.sentences)
+    elif args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: input file not found")
+        lines = _read_input(path.open(encoding="utf-8-sig", newline=None), str(path))
+    else:
+        if sys.stdin is None or sys.stdin.isatty():
+            print("reading Chinese sentences from standard input, one a line (end with Ctrl-D, "
+                  "or Ctrl-Z then Enter on Windows)", file=sys.stderr)
+        lines = _read_input(sys.stdin, "standard input")
+    n = 0
+    for chunk in _chunks(lines, args.chunk):
+        real = [line for line in chunk if line.strip()]
+        outputs = iter(translator.translate_batch(real, args.max_len, beam_size=args.beam,
+                                                  length_penalty=args.length_penalty)
+                       if real else [])
+        for line in chunk:
+            print(next(outputs) if line.strip() else "")
+        sys.stdout.flush()
+        n += len(chunk)
+    if n == 0:
         raise ValueError("no sentence to translate: give one as an argument or on standard input")
-    for sentence in sentences:
-        print(translator.translate(sentence, args.max_len, beam_size=args.beam,
-                                   length_penalty=args.length_penalty))
+
+
+def _read_input(stream, name: str):
+    """The lines of ``stream`` without their line ends; a line that is not UTF-8 is named."""
+    number = 0
+    try:
+        for number, line in enumerate(stream, start=1):  # noqa: B007 - used in the message
+            yield line.rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ValueError(f"{name}:{number + 1}: not valid UTF-8") from None
+
+
+def _chunks(lines, size: int):
+    chunk = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -187,7 +303,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .translator import Translator
 
     _check_beam(args)
-    translator = Translator.from_checkpoint(args.checkpoint)
+    translator = Translator.from_checkpoint(args.checkpoint, precision=args.precision)
     data = prepare_data(translator.data_cfg, load_corpus(translator.data_cfg))
     pairs = getattr(data.splits, args.split)
     if not pairs:
@@ -222,15 +338,29 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _explicit_flags(argv: Sequence[str] | None) -> set[str]:
+    """The ``--flags`` written on the command line (abbreviations are not allowed)."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    return {w.split("=", 1)[0] for w in words if w.startswith("--")}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 training stopped early, 2 bad input)."""
     args = _parse(argv)
     from .checkpoint import CheckpointError
+    from .config import ConfigError
     from .data import CorpusError
     from .train import TrainingError
 
     try:
-        {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate}[args.command](args)
+        if args.command == "train":
+            cmd_train(args, _explicit_flags(argv))
+        else:
+            {"translate": cmd_translate, "evaluate": cmd_evaluate}[args.command](args)
+    except ConfigError as exc:
+        flag = _TRAIN_FLAGS.get(exc.field, ("--" + exc.field.replace("_", "-"),))[0]
+        print(f"error: {flag} {exc.message}", file=sys.stderr)
+        return 2
     except (CorpusError, CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,20 @@ from typing import Any, Literal, TypeVar
 T = TypeVar("T")
 
 
+class ConfigError(ValueError):
+    """A setting that makes no sense; ``field`` names it (the CLI turns it into its flag)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field} {message}")
+        self.field = field
+        self.message = message
+
+
+def _check(ok: bool, field: str, message: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(field, f"{message}, got {value!r}")
+
+
 @dataclass
 class DataConfig:
     """Where the pairs come from and how they are split, tokenized and counted.
@@ -31,6 +45,19 @@ class DataConfig:
     zh_tokens: Literal["word", "char"] = "word"
     limit: int | None = None  # keep a seeded random sample of this many pairs (quick runs)
 
+    def __post_init__(self) -> None:
+        _check(self.min_freq >= 1, "min_freq", "must be at least 1", self.min_freq)
+        _check(self.max_size >= 4, "max_size", "must be at least 4 (the special tokens)",
+               self.max_size)
+        _check(self.max_len >= 1, "max_len", "must be at least 1", self.max_len)
+        _check(self.limit is None or self.limit >= 1, "limit", "must be at least 1", self.limit)
+        _check(0 <= self.valid_frac < 1 and 0 <= self.test_frac < 1
+               and self.valid_frac + self.test_frac < 1, "valid_frac",
+               "valid_frac and test_frac must be in [0, 1) and leave pairs to train on",
+               (self.valid_frac, self.test_frac))
+        _check(self.zh_tokens in ("word", "char"), "zh_tokens", "must be word or char",
+               self.zh_tokens)
+
 
 @dataclass
 class ModelConfig:
@@ -42,6 +69,13 @@ class ModelConfig:
     dropout: float = 0.5
     bidirectional: bool = False
     attention: Literal["none", "bahdanau", "dot", "general"] = "none"
+
+    def __post_init__(self) -> None:
+        for name in ("emb_dim", "hid_dim", "n_layers"):
+            _check(getattr(self, name) >= 1, name, "must be at least 1", getattr(self, name))
+        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)
+        _check(self.attention in ("none", "bahdanau", "dot", "general"), "attention",
+               "must be none, bahdanau, dot or general", self.attention)
 
 
 @dataclass
@@ -60,8 +94,19 @@ class TrainConfig:
     bucket: bool = True
     seed: int = 0
     device: str = "auto"
-    amp: bool = False
+    # auto = bf16 autocast where the device computes it natively, fp32 elsewhere (see device.py)
+    precision: Literal["auto", "fp32", "bf16", "fp16", "amp"] = "auto"
     checkpoint_path: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
+        _check(self.batch_size >= 1, "batch_size", "must be at least 1", self.batch_size)
+        _check(self.lr > 0, "lr", "must be positive", self.lr)
+        _check(self.clip >= 0, "clip", "must be 0 (off) or positive", self.clip)
+        _check(0 <= self.teacher_forcing_ratio <= 1, "teacher_forcing_ratio",
+               "must be between 0 and 1", self.teacher_forcing_ratio)
+        _check(self.precision in ("auto", "fp32", "bf16", "fp16", "amp"), "precision",
+               "must be auto, fp32, bf16 or fp16", self.precision)
 
 
 def demo_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:

@@ -95,9 +95,10 @@ def train_translator(data: PreparedData, data_cfg: DataConfig, model_cfg: ModelC
     """
     model = new_model(data, model_cfg, train_cfg.seed)
     train_loader, valid_loader = make_loaders(data, train_cfg)
-    info = CheckpointInfo(data.src_vocab, data.trg_vocab, data_cfg, model_cfg)
+    info = CheckpointInfo(data.src_vocab, data.trg_vocab, data_cfg, model_cfg, data.truecaser)
     result = fit(model, train_loader, valid_loader, train_cfg, info, **fit_kwargs)
-    return Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg), result
+    return Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg,
+                      truecaser=data.truecaser, precision=train_cfg.precision), result
 
 
 def load_or_train(path: str | Path, data_cfg: DataConfig, model_cfg: ModelConfig,

@@ -9,6 +9,7 @@ from .batching import TranslationDataset
 from .config import DataConfig
 from .data import Corpus, Pair, Splits, load_corpus, split_pairs
 from .tokenize import ZhMode, load_user_dict, tokenize_en, tokenize_zh
+from .truecase import TrueCaser
 from .vocab import Vocab
 
 Tokenized = tuple[list[list[str]], list[list[str]]]  # (chinese token lists, english token lists)
@@ -47,6 +48,7 @@ class PreparedData:
     valid: TranslationDataset
     test: TranslationDataset
     too_long: int  # training pairs left out for being longer than cfg.max_len
+    truecaser: TrueCaser | None = None  # usual spellings of the training targets (lowercase=True)
 
     def summary(self) -> str:
         """A few lines describing the corpus, the splits and the vocabularies."""
@@ -65,23 +67,35 @@ def sample_pairs(pairs: list[Pair], limit: int | None, seed: int = 0) -> list[Pa
     return [pairs[i] for i in keep]
 
 
-def prepare_data(cfg: DataConfig, corpus: Corpus | None = None) -> PreparedData:
-    """Load (unless ``corpus`` is given), sample, split, tokenize, count, and encode."""
+def prepare_data(cfg: DataConfig, corpus: Corpus | None = None,
+                 vocabs: tuple[Vocab, Vocab] | None = None) -> PreparedData:
+    """Load (unless ``corpus`` is given), sample, split, tokenize, count, and encode.
+
+    :param vocabs: (Chinese, English) vocabularies to encode with instead of counting new ones,
+        e.g. a checkpoint's when training resumes.
+    """
     if cfg.user_dict:
         load_user_dict(cfg.user_dict)
     corpus = corpus if corpus is not None else load_corpus(cfg)
     pairs = sample_pairs(corpus.pairs, cfg.limit, cfg.seed)
     splits = split_pairs(pairs, cfg.valid_frac, cfg.test_frac, cfg.seed)
-    tokens = {name: tokenize_pairs(getattr(splits, name), cfg.lowercase, cfg.zh_tokens)
-              for name in ("train", "valid", "test")}
-    zh_train, en_train = tokens["train"]
+    # the training targets are tokenized with their case once: the truecaser learns from it
+    zh_train, en_cased = tokenize_pairs(splits.train, lowercase=False, zh_tokens=cfg.zh_tokens)
+    truecaser = TrueCaser.fit(en_cased) if cfg.lowercase else None
+    en_train = [[t.lower() for t in sent] for sent in en_cased] if cfg.lowercase else en_cased
+    tokens = {"train": (zh_train, en_train)}
+    tokens.update({name: tokenize_pairs(getattr(splits, name), cfg.lowercase, cfg.zh_tokens)
+                   for name in ("valid", "test")})
     keep = [i for i in range(len(zh_train))
             if len(zh_train[i]) <= cfg.max_len and len(en_train[i]) <= cfg.max_len]
     too_long = len(zh_train) - len(keep)
     tokens["train"] = ([zh_train[i] for i in keep], [en_train[i] for i in keep])
-    src_vocab = Vocab.build(tokens["train"][0], cfg.min_freq, cfg.max_size)
-    trg_vocab = Vocab.build(tokens["train"][1], cfg.min_freq, cfg.max_size)
+    if vocabs is not None:
+        src_vocab, trg_vocab = vocabs
+    else:
+        src_vocab = Vocab.build(tokens["train"][0], cfg.min_freq, cfg.max_size)
+        trg_vocab = Vocab.build(tokens["train"][1], cfg.min_freq, cfg.max_size)
     datasets = {name: TranslationDataset(*tokens[name], src_vocab, trg_vocab)
                 for name in ("train", "valid", "test")}
     return PreparedData(corpus, splits, tokens, src_vocab, trg_vocab, datasets["train"],
-                        datasets["valid"], datasets["test"], too_long)
+                        datasets["valid"], datasets["test"], too_long, truecaser)

@@ -61,6 +61,13 @@ def plot_history(history: Sequence[dict[str, float]], ax: Axes | None = None,
     return fig
 
 
+def packaged_cjk_font_file() -> Path | None:
+    """The Noto Sans CJK SC file inside the ``mplfonts`` package, or None when not installed."""
+    spec = importlib.util.find_spec(CJK_FONT_PACKAGE)  # finds the package without importing it
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    return next((p for p in (Path(f) / CJK_FONT_FILE for f in folders) if p.is_file()), None)
+
+
 @lru_cache(maxsize=1)
 def cjk_font() -> str | None:
     """Register the packaged Chinese font with matplotlib (once) and return its family name.
@@ -68,15 +75,26 @@ def cjk_font() -> str | None:
     The font file comes with the ``mplfonts`` package, so nothing is downloaded and no set-up
     command is needed. Returns None (with a warning) when the package is not installed.
     """
-    spec = importlib.util.find_spec(CJK_FONT_PACKAGE)  # finds the package without importing it
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    paths = [Path(folder) / CJK_FONT_FILE for folder in folders]
-    path = next((p for p in paths if p.is_file()), None)
+    path = packaged_cjk_font_file()
     if path is None:
         warnings.warn(f"the font package {CJK_FONT_PACKAGE!r} is not installed: Chinese labels "
                       "may show as empty boxes (pip install -r requirements.txt)", stacklevel=2)
         return None
-    font_manager.fontManager.addfont(str(path))
+    return prefer_font_file(path)
+
+
+def prefer_font_file(path: Path) -> str:
+    """Make ``path`` the font matplotlib uses for its family name, and return that name.
+
+    A machine may have another font of the same family (e.g. Debian's ``fonts-noto-cjk``
+    installs a Noto Sans CJK SC of its own); matplotlib takes the first best match in its list,
+    so the packaged file is put first and figures look the same on every machine.
+    """
+    manager = font_manager.fontManager
+    manager.addfont(str(path))
+    ours = [f for f in manager.ttflist if Path(f.fname) == path]
+    manager.ttflist = ours + [f for f in manager.ttflist if Path(f.fname) != path]
+    font_manager.FontManager._findfont_cached.cache_clear()  # earlier look-ups are stale now
     return font_manager.FontProperties(fname=str(path)).get_name()
 
 

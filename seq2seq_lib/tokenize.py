@@ -70,6 +70,10 @@ def tokenize_en(text: str, lowercase: bool = True) -> list[str]:
     return [t.lower() for t in tokens] if lowercase else tokens
 
 
+# How an unknown word is written in detokenized output: one symbol that sacreBLEU keeps as one
+# token and that never matches a reference word ("<unk>" would count as "<", "unk", ">").
+UNK_OUTPUT = "\u2047"  # ⁇, as SentencePiece writes it
+
 _NO_SPACE_BEFORE = {".", ",", "!", "?", ";", ":", "%", ")", "]", "}", "...", "n't", "'s", "'re",
                     "'ve", "'ll", "'d", "'m", "’s", "’re", "’ve", "’ll", "’d", "’m", "n’t"}
 _NO_SPACE_AFTER = {"(", "[", "{", "$", "#"}
@@ -80,7 +84,9 @@ def detokenize_en(tokens: list[str], capitalize: bool = False) -> str:
     """Join English tokens back into a sentence: the inverse of :func:`tokenize_en` on most text.
 
     :param capitalize: upper-case the first letter and the pronoun "i" (for lower-cased output).
+    ``<unk>`` is written as :data:`UNK_OUTPUT` (⁇).
     """
+    tokens = [UNK_OUTPUT if tok == "<unk>" else tok for tok in tokens]
     out = ""
     quote_open = False
     prev = None

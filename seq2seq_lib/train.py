@@ -1,8 +1,7 @@
-"""Training: device choice, the loss, one epoch, evaluation, and ``fit`` with callbacks."""
+"""Training: the loss, one epoch, evaluation, and ``fit`` with callbacks."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import random
@@ -11,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,8 +18,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .batching import Batch
-from .checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointInfo, check_same_vocabularies, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .device import PrecisionChoice, autocast, choose_device, describe_device, resolve_precision
 from .metrics import perplexity
 from .models import Seq2Seq
 from .vocab import Vocab
@@ -37,39 +38,6 @@ def set_seed(seed: int) -> None:
     """Seed Python and PyTorch so a CPU run repeats exactly."""
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def choose_device(preference: str = "auto", verbose: bool = True) -> torch.device:
-    """CUDA when available, else Apple MPS, else CPU (or the device named by ``preference``)."""
-    if preference != "auto":
-        device = torch.device(preference)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={preference!r} asked for, but no CUDA GPU is available")
-    elif torch.cuda.is_available():
-        device = torch.device("cuda")
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        device = torch.device("mps")
-    else:
-        device = torch.device("cpu")
-    if verbose:
-        print(describe_device(device))
-    return device
-
-
-def describe_device(device: torch.device) -> str:
-    """One line naming the device, e.g. for the training banner."""
-    if device.type == "cuda":
-        return f"device: cuda ({torch.cuda.get_device_name(device)})"
-    if device.type == "cpu":
-        return f"device: cpu ({torch.get_num_threads()} threads)"
-    return f"device: {device.type}"
-
-
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 on GPUs that support it, fp16 on older CUDA GPUs, None (no autocast) elsewhere."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -99,19 +67,49 @@ def batch_loss(model: Seq2Seq, batch: Batch, teacher_forcing_ratio: float = 1.0,
     return loss, n_tokens
 
 
+class RunningSum:
+    """A token-weighted loss sum that stays on the device between reads.
+
+    Adding costs no synchronisation; :meth:`read` moves the pending float32 sum into an exact
+    Python float (float64 on the CPU) and clears it. No float64 tensor is ever created on the
+    device, which Apple's MPS could not hold.
+    """
+
+    def __init__(self, device: torch.device | str):
+        self._pending = torch.zeros((), dtype=torch.float32, device=device)
+        self.total = 0.0
+        self.tokens = 0
+
+    def add(self, mean_loss: torch.Tensor, n_tokens: int) -> None:
+        self._pending += mean_loss.detach().float() * n_tokens
+        self.tokens += n_tokens
+
+    def read(self) -> float:
+        """The mean loss per token so far (one device synchronisation)."""
+        self.total += float(self._pending)
+        self._pending.zero_()
+        return self.total / max(self.tokens, 1)
+
+
 @torch.no_grad()
-def evaluate_loss(model: Seq2Seq, loader: DataLoader, device: torch.device | str = "cpu") -> float:
-    """Token-averaged teacher-forced loss in ``eval()`` mode (dropout off)."""
+def evaluate_loss(model: Seq2Seq, loader: DataLoader, device: torch.device | str = "cpu",
+                  precision: PrecisionChoice | None = None) -> float:
+    """Token-averaged teacher-forced loss in ``eval()`` mode (dropout off).
+
+    :param precision: run the model under this precision's autocast (default fp32).
+    """
     was_training = model.training
     model.eval()
-    total = torch.zeros((), dtype=torch.float64)
-    tokens = 0
-    for batch in loader:
-        loss, n = batch_loss(model, batch.to(device))
-        total += loss.double().cpu() * n
-        tokens += n
+    device = torch.device(device)
+    running = RunningSum(device)
+    with autocast(device, precision or PrecisionChoice("fp32", "default")):
+        for step, batch in enumerate(loader, start=1):
+            loss, n = batch_loss(model, batch.to(device))
+            running.add(loss, n)
+            if step % 25 == 0:
+                running.read()  # bounded float32 partial sums
     model.train(was_training)
-    return float(total) / max(tokens, 1)
+    return running.read()
 
 
 @dataclass
@@ -125,30 +123,27 @@ class FitResult:
     checkpoint: Path | None = None
     seconds: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"  # the precision the run used: fp32, bf16 or fp16
 
 
 def _train_epoch(model: Seq2Seq, loader: DataLoader, optimizer: torch.optim.Optimizer,
                  cfg: TrainConfig, device: torch.device, epoch: int,
-                 stop: threading.Event | None, progress: bool,
-                 loss_fn: LossFn) -> tuple[float, int, bool]:
+                 stop: threading.Event | None, progress: bool, loss_fn: LossFn,
+                 precision: PrecisionChoice, scaler: torch.amp.GradScaler | None
+                 ) -> tuple[float, int, bool]:
     """One pass over ``loader``; returns (mean loss, target tokens, stopped early)."""
     model.train()
     sampler = getattr(loader, "batch_sampler", None)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
-    dtype = amp_dtype(device) if cfg.amp else None
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    tokens = 0
+    running = RunningSum(device)
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch")
     for step, batch in enumerate(bar, start=1):
         batch = batch.to(device)
         optimizer.zero_grad(set_to_none=True)
-        autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
-                    else contextlib.nullcontext())
-        with autocast:
-            loss, n = loss_fn(model, batch, cfg.teacher_forcing_ratio)
-        if scaler is not None:
+        with autocast(device, precision):
+            loss, n = loss_fn(model, batch, cfg.teacher_forcing_ratio)  # loss: float32
+        if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
         else:
@@ -156,25 +151,24 @@ def _train_epoch(model: Seq2Seq, loader: DataLoader, optimizer: torch.optim.Opti
         if cfg.clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         if scaler is not None:
-            scaler.step(optimizer)
+            scaler.step(optimizer)  # skipped when the scaled gradients overflowed
             scaler.update()
         else:
             optimizer.step()
-        total += loss.detach().double() * n
-        tokens += n
+        running.add(loss, n)
         if step % 25 == 0 or step == len(loader):
-            running = float(total) / max(tokens, 1)  # one sync every 25 batches, not every step
-            if not math.isfinite(running):
+            mean = running.read()  # one sync every 25 batches, not every step
+            if not math.isfinite(mean):
                 raise TrainingError(
-                    f"epoch {epoch}, batch {step}: the training loss became {running}; "
+                    f"epoch {epoch}, batch {step}: the training loss became {mean}; "
                     f"try a lower learning rate (lr={cfg.lr}) or gradient clipping (clip={cfg.clip})"
                 )
-            bar.set_postfix(loss=f"{running:.3f}")
+            bar.set_postfix(loss=f"{mean:.3f}")
         if stop is not None and stop.is_set():
             bar.close()
-            return float(total) / max(tokens, 1), tokens, True
+            return running.read(), running.tokens, True
     bar.close()
-    return float(total) / max(tokens, 1), tokens, False
+    return running.read(), running.tokens, False
 
 
 def fit(model: Seq2Seq, train_loader: DataLoader, valid_loader: DataLoader, cfg: TrainConfig,
@@ -187,52 +181,70 @@ def fit(model: Seq2Seq, train_loader: DataLoader, valid_loader: DataLoader, cfg:
     :param info: vocabularies and configs written into checkpoints (needed when
         ``cfg.checkpoint_path`` is set).
     :param callbacks: called as ``cb(record, history)`` after every epoch; returning True stops.
-    :param resume_from: a checkpoint to continue from (its weights, optimizer and history).
+    :param resume_from: a checkpoint to continue from (its weights, optimizer, gradient scaler
+        and history); its vocabularies must be ``info``'s.
     :param stop: an event another thread (e.g. a Stop button) sets to end training after the
         current batch.
     :param loss_fn: ``loss_fn(model, batch, teacher_forcing_ratio) -> (loss, n_tokens)``; the
         default is :func:`batch_loss` (notebook 05 swaps in the lesson's misaligned loss).
-    On Ctrl-C (KeyboardInterrupt) training stops cleanly: the model gets the best weights back,
-    and the checkpoint keeps them together with the history so far.
+    The precision comes from ``cfg.precision`` (see :func:`~seq2seq_lib.device.resolve_precision`);
+    fp16 uses one gradient scaler for the whole run. On Ctrl-C (KeyboardInterrupt) training stops
+    cleanly: the model gets the best weights back, and the checkpoint keeps them together with
+    the history so far.
     """
     if cfg.checkpoint_path and info is None:
         raise ValueError("cfg.checkpoint_path is set, so fit() needs info= (vocabularies, configs)")
-    device = device or choose_device(cfg.device)
+    device = device or choose_device(cfg.device, verbose=False)
+    precision = resolve_precision(cfg.precision, device)
+    if progress:
+        print(f"{describe_device(device)} · {precision}")
     model.to(device)
     optimizer = make_optimizer(model, cfg.lr, device)
+    scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
     history: list[EpochRecord] = []
     start_epoch = 1
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from, map_location=device)
+        if info is not None:
+            check_same_vocabularies(ckpt["info"], info, resume_from)
         model.load_state_dict(ckpt["model_state"])
         if "optimizer_state" in ckpt:
             opt_state = ckpt["optimizer_state"]
             for group in opt_state["param_groups"]:  # the kernel choice belongs to this device
                 group["fused"] = optimizer.param_groups[0]["fused"]
             optimizer.load_state_dict(opt_state)
+        if scaler is not None and ckpt.get("scaler_state"):
+            scaler.load_state_dict(ckpt["scaler_state"])
         history = [r for r in ckpt["history"] if r["epoch"] <= ckpt["epoch"]]
         start_epoch = ckpt["epoch"] + 1
     best = min(history, key=lambda r: r["valid_loss"]) if history else None
     best_loss = best["valid_loss"] if best else float("inf")
     best_epoch = int(best["epoch"]) if best else 0
-    best_state = copy.deepcopy(model.state_dict())
-    best_opt_state = copy.deepcopy(optimizer.state_dict())
+
+    def snapshot() -> dict[str, Any]:
+        return {"model": copy.deepcopy(model.state_dict()),
+                "optimizer": copy.deepcopy(optimizer.state_dict()),
+                "scaler": scaler.state_dict() if scaler is not None else None}
+
+    best_state = snapshot()
     ckpt_path = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
     stopped = "finished"
     started = time.perf_counter()
 
     def write_checkpoint() -> None:
         if ckpt_path is not None and info is not None and best_epoch > 0:
-            save_checkpoint(ckpt_path, best_state, info, cfg, history, best_epoch, best_opt_state)
+            save_checkpoint(ckpt_path, best_state["model"], info, cfg, history, best_epoch,
+                            best_state["optimizer"], best_state["scaler"])
 
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             set_seed(cfg.seed + epoch)  # dropout and sampling repeat, also after a resume
             t0 = time.perf_counter()
             train_loss, tokens, halted = _train_epoch(model, train_loader, optimizer, cfg,
-                                                      device, epoch, stop, progress, loss_fn)
+                                                      device, epoch, stop, progress, loss_fn,
+                                                      precision, scaler)
             seconds = time.perf_counter() - t0
-            valid_loss = evaluate_loss(model, valid_loader, device)
+            valid_loss = evaluate_loss(model, valid_loader, device, precision)
             record: EpochRecord = {
                 "epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss,
                 "train_ppl": perplexity(train_loss), "valid_ppl": perplexity(valid_loss),
@@ -241,8 +253,7 @@ def fit(model: Seq2Seq, train_loader: DataLoader, valid_loader: DataLoader, cfg:
             history.append(record)
             if valid_loss < best_loss:
                 best_loss, best_epoch = valid_loss, epoch
-                best_state = copy.deepcopy(model.state_dict())
-                best_opt_state = copy.deepcopy(optimizer.state_dict())
+                best_state = snapshot()
                 write_checkpoint()
             if halted:
                 stopped = "stop-event"
@@ -253,11 +264,11 @@ def fit(model: Seq2Seq, train_loader: DataLoader, valid_loader: DataLoader, cfg:
     except KeyboardInterrupt:
         stopped = "interrupted"
     except TrainingError:
-        model.load_state_dict(best_state)
+        model.load_state_dict(best_state["model"])
         write_checkpoint()
         raise
-    model.load_state_dict(best_state)
+    model.load_state_dict(best_state["model"])
     write_checkpoint()  # the history is complete now, the weights are still the best ones
     return FitResult(history, best_epoch, best_loss, stopped,
                      ckpt_path if ckpt_path and best_epoch > 0 else None,
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, precision=precision.name)

@@ -13,11 +13,12 @@ from .checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
 from .decode import Hypothesis, beam_search, greedy_decode
+from .device import PrecisionChoice, autocast, choose_device, resolve_precision
 from .metrics import corpus_bleu
 from .models import Seq2Seq, build_model
 from .pipeline import zh_mode
 from .tokenize import detokenize_en, load_user_dict, tokenize_zh
-from .train import choose_device
+from .truecase import TrueCaser
 from .vocab import EOS, SOS, Vocab
 
 
@@ -30,11 +31,17 @@ class Translator:
 
     def __init__(self, model: Seq2Seq, src_vocab: Vocab, trg_vocab: Vocab,
                  data_cfg: DataConfig, model_cfg: ModelConfig,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, truecaser: TrueCaser | None = None,
+                 precision: str = "fp32"):
+        """:param truecaser: restores names and days in lower-cased output (from training).
+        :param precision: decode under autocast: ``fp32`` (default), ``auto``, ``bf16``, ``fp16``.
+        """
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device)
         self.src_vocab, self.trg_vocab = src_vocab, trg_vocab
         self.data_cfg, self.model_cfg = data_cfg, model_cfg
+        self.truecaser = truecaser
+        self.precision: PrecisionChoice = resolve_precision(precision, self.device)
         self._zh_mode = zh_mode(data_cfg.zh_tokens)
         if data_cfg.user_dict and self._zh_mode != "char" and Path(data_cfg.user_dict).is_file():
             load_user_dict(data_cfg.user_dict)  # segment new sentences as the training data was
@@ -46,10 +53,12 @@ class Translator:
 
     @property
     def info(self) -> CheckpointInfo:
-        return CheckpointInfo(self.src_vocab, self.trg_vocab, self.data_cfg, self.model_cfg)
+        return CheckpointInfo(self.src_vocab, self.trg_vocab, self.data_cfg, self.model_cfg,
+                              self.truecaser)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Translator:
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu",
+                        precision: str = "fp32") -> Translator:
         """Load a checkpoint written by training (``device="auto"`` picks CUDA/MPS/CPU)."""
         dev = choose_device(device, verbose=False) if device == "auto" else torch.device(device)
         ckpt = load_checkpoint(path, map_location=dev)
@@ -57,7 +66,8 @@ class Translator:
         model = build_model(info.model_cfg, len(info.src_vocab), len(info.trg_vocab),
                             pad_id=info.src_vocab.pad_id)
         model.load_state_dict(ckpt["model_state"])
-        return cls(model, info.src_vocab, info.trg_vocab, info.data_cfg, info.model_cfg, dev)
+        return cls(model, info.src_vocab, info.trg_vocab, info.data_cfg, info.model_cfg, dev,
+                   info.truecaser, precision)
 
     def save(self, path: str | Path, train_cfg: TrainConfig | None = None,
              history: Sequence[dict[str, float]] = (), epoch: int = 0) -> Path:
@@ -96,12 +106,13 @@ class Translator:
         for start in range(0, len(order), rows):
             idx = order[start : start + rows]
             src, src_lens = self.encode([sentences[i] for i in idx])
-            if beam_size == 1 and n_best == 1:
-                hyps = [[h] for h in greedy_decode(self.model, src, src_lens, max_len,
-                                                   eval_mode=eval_mode)]
-            else:
-                hyps = beam_search(self.model, src, src_lens, beam_size, max_len, length_penalty,
-                                   n_best, eval_mode=eval_mode)
+            with autocast(self.device, self.precision):
+                if beam_size == 1 and n_best == 1:
+                    hyps = [[h] for h in greedy_decode(self.model, src, src_lens, max_len,
+                                                       eval_mode=eval_mode)]
+                else:
+                    hyps = beam_search(self.model, src, src_lens, beam_size, max_len,
+                                       length_penalty, n_best, eval_mode=eval_mode)
             for i, hyp in zip(idx, hyps):
                 out[i] = hyp
         return out
@@ -114,8 +125,11 @@ class Translator:
                                                      beam_size, length_penalty)]
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        """Output ids to an English sentence."""
-        return detokenize_en(self.trg_vocab.decode(ids), capitalize=self.data_cfg.lowercase)
+        """Output ids to an English sentence: unknown words as ⁇, usual case restored."""
+        tokens = self.trg_vocab.decode(ids)
+        if self.data_cfg.lowercase and self.truecaser is not None:
+            tokens = self.truecaser.apply(tokens)
+        return detokenize_en(tokens, capitalize=self.data_cfg.lowercase)
 
     def translate_batch(self, sentences: Sequence[str], max_len: int = 50,
                         batch_size: int = 128, beam_size: int = 1,
@@ -159,8 +173,15 @@ class Translator:
         return src_labels, trg_labels, hyp.attention
 
     def bleu(self, pairs: Sequence[Pair], max_len: int = 50, beam_size: int = 1,
-             length_penalty: float = 0.6) -> tuple[BLEUScore, list[str]]:
-        """Corpus BLEU on (zh, en) pairs and the hypotheses it was computed from."""
+             length_penalty: float = 0.6, lowercase: bool | None = None
+             ) -> tuple[BLEUScore, list[str]]:
+        """Corpus BLEU on (zh, en) pairs and the hypotheses it was computed from.
+
+        :param lowercase: compare case-insensitively; by default exactly when the model was
+            trained on lower-cased targets (use False for the case-sensitive score).
+        """
         hyps = self.translate_batch([zh for zh, _ in pairs], max_len, beam_size=beam_size,
                                     length_penalty=length_penalty)
-        return corpus_bleu(hyps, [en for _, en in pairs], lowercase=self.data_cfg.lowercase), hyps
+        if lowercase is None:
+            lowercase = self.data_cfg.lowercase
+        return corpus_bleu(hyps, [en for _, en in pairs], lowercase=lowercase), hyps

@@ -22,10 +22,11 @@ from torch.utils.data import DataLoader
 from .checkpoint import CheckpointInfo
 from .config import DataConfig, ModelConfig, TrainConfig
 from .course import make_loaders, new_model
+from .device import choose_device, describe_device
 from .models import Seq2Seq
 from .pipeline import PreparedData
 from .plots import plot_attention, plot_history, plot_unk_curve
-from .train import EpochRecord, FitResult, choose_device, describe_device, fit
+from .train import EpochRecord, FitResult, fit
 from .translator import Translator
 from .vocab import unk_rate_curve, vocab_stats
 
@@ -223,9 +224,11 @@ class TrainingDashboard(widgets.VBox):
     def _run(self, model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device,
              train_loader: _CountingLoader, valid_loader: DataLoader) -> None:
         assert self.model is not None
-        info = CheckpointInfo(self.data.src_vocab, self.data.trg_vocab, self.data_cfg, model_cfg)
+        info = CheckpointInfo(self.data.src_vocab, self.data.trg_vocab, self.data_cfg, model_cfg,
+                              self.data.truecaser)
         translator = Translator(self.model, self.data.src_vocab, self.data.trg_vocab,
-                                self.data_cfg, model_cfg, device)
+                                self.data_cfg, model_cfg, device, self.data.truecaser,
+                                train_cfg.precision)
         status = "training ended"
         try:
             self.result = fit(self.model, train_loader, valid_loader, train_cfg, info,

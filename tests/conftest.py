@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
+
+# Per-user caches start empty, as on a new machine: a stale matplotlib font cache once hid a
+# failure. Set before anything imports matplotlib; child processes (the CLI, notebook kernels,
+# JupyterLab) inherit them.
+_FRESH = Path(tempfile.mkdtemp(prefix="seq2seq-test-caches-"))
+FRESH_CACHES = {name: str(_FRESH / folder) for name, folder in
+                (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "cache"),
+                 ("IPYTHONDIR", "ipython"))}
+for _name, _folder in FRESH_CACHES.items():
+    os.makedirs(_folder, exist_ok=True)
+    os.environ[_name] = _folder
 
 import pytest
 

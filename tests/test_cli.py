@@ -36,7 +36,23 @@ def test_translate_arguments_and_stdin(checkpoint):
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 2
     r = run("translate", "--checkpoint", str(checkpoint), stdin="我喜欢学习。\n\n他是老师。\n")
-    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 2
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and lines[0] and lines[1] == "" and lines[2]
+
+
+def test_a_file_is_translated_in_chunks_one_line_per_input_line(checkpoint, tmp_path):
+    """Blank lines stay blank, so the output lines up with the input and with references."""
+    sentences = ["我喜欢学习。", "", "他是老师。", "你好吗？", "  ", "我喜欢学习。", "他是老师。"]
+    src = tmp_path / "in.zh"
+    src.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    r = run("translate", "--checkpoint", str(checkpoint), "--input", str(src), "--chunk", "2")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(sentences)
+    assert [bool(x) for x in lines] == [bool(s.strip()) for s in sentences]
+    one_by_one = run("translate", "--checkpoint", str(checkpoint), *[s for s in sentences if s.strip()])
+    assert [x for x in lines if x] == one_by_one.stdout.splitlines()
 
 
 def test_evaluate_prints_bleu_and_perplexity(checkpoint):
@@ -56,6 +72,58 @@ def test_bad_input_exits_nonzero_with_one_line(args, message):
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: {message}" or message in r.stderr.strip().splitlines()[-1]
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--epochs", "0", "--epochs must be at least 1, got 0"),
+    ("--lr", "-1", "--lr must be positive, got -1.0"),
+    ("--batch-size", "0", "--batch-size must be at least 1, got 0"),
+    ("--dropout", "1.5", "--dropout must be in [0, 1), got 1.5"),
+    ("--teacher-forcing", "2", "--teacher-forcing must be between 0 and 1, got 2.0"),
+    ("--limit", "0", "--limit must be at least 1, got 0"),
+])
+def test_senseless_settings_are_refused_before_any_data_is_read(flag, value, message):
+    # the corpus file does not exist: the setting must be refused before anything is read
+    r = run("train", "--src", "missing.zh", "--trg", "missing.en", flag, value)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: {message}"
+
+
+def _train_small(out, *extra):
+    return run("train", "--src", str(DATA / "tiny.zh"), "--trg", str(DATA / "tiny.en"),
+               "--epochs", "1", "--emb-dim", "16", "--hid-dim", "16", "--n-layers", "1",
+               "--min-freq", "1", "--quiet", "--out", str(out), *extra)
+
+
+@pytest.mark.parametrize("flag, value", [("--seed", "7"), ("--limit", "10"), ("--min-freq", "2"),
+                                         ("--hid-dim", "32")])
+def test_resume_refuses_flags_that_contradict_the_checkpoint(checkpoint, tmp_path, flag, value):
+    r = _train_small(tmp_path / "r.pt", "--resume", str(checkpoint), flag, value)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    line = r.stderr.strip()
+    assert "\n" not in line and line.startswith(f"error: {flag} ") and "does not match" in line
+    assert not (tmp_path / "r.pt").exists()
+
+
+def test_resume_takes_vocabularies_and_settings_from_the_checkpoint(checkpoint, tmp_path):
+    """Flags left out come from the checkpoint, not from the defaults (min_freq 2, hid 512)."""
+    from seq2seq_lib import load_checkpoint
+
+    out = tmp_path / "resumed.pt"
+    r = run("train", "--resume", str(checkpoint), "--epochs", "3", "--quiet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    before, after = load_checkpoint(checkpoint), load_checkpoint(out)
+    assert after["src_vocab"] == before["src_vocab"] and after["trg_vocab"] == before["trg_vocab"]
+    assert after["model_cfg"] == before["model_cfg"] and after["data_cfg"] == before["data_cfg"]
+    assert [int(h["epoch"]) for h in after["history"]] == [1, 2, 3]
+
+
+def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint", encoding="utf-8")
+    r = _train_small(tmp_path / "x.pt", "--resume", str(notes))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith(f"error: {notes}: not a readable checkpoint")
 
 
 def test_empty_sentence_is_a_clean_error(checkpoint):

@@ -1,24 +1,61 @@
 import io
+import os
+import shutil
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import FRESH_CACHES
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 
 from seq2seq_lib import cjk_font, plot_attention, plot_history
+from seq2seq_lib.plots import packaged_cjk_font_file, prefer_font_file
 
 SRC = ["<sos>", "我", "喜欢", "学习", "机器", "学习", "。", "<eos>"]
 TRG = ["i", "like", "studying", "machine", "learning", ".", "<eos>"]
 
 
+def _font_file_for(family):
+    return Path(font_manager.findfont(font_manager.FontProperties(family=family),
+                                      fallback_to_default=False))
+
+
 def test_the_cjk_font_comes_from_the_installed_package():
     family = cjk_font()
     assert family == "Noto Sans CJK SC"
-    path = Path(font_manager.findfont(font_manager.FontProperties(family=family),
-                                      fallback_to_default=False))
-    assert path.name == "NotoSansCJKsc-Regular.otf" and "mplfonts" in path.parts
+    path = _font_file_for(family)
+    assert path == packaged_cjk_font_file() and "mplfonts" in path.parts
+
+
+def test_the_packaged_font_wins_over_a_system_font_of_the_same_family(tmp_path):
+    """A machine with its own Noto Sans CJK SC (as Debian's fonts-noto-cjk installs) still draws
+    with the packaged file, whichever the font list found first."""
+    manager = font_manager.fontManager
+    saved = list(manager.ttflist)
+    system_copy = tmp_path / "NotoSansCJKsc-Regular.otf"
+    shutil.copyfile(packaged_cjk_font_file(), system_copy)
+    try:
+        manager.addfont(str(system_copy))
+        manager.ttflist = [f for f in manager.ttflist if Path(f.fname) == system_copy] + [
+            f for f in manager.ttflist if Path(f.fname) != system_copy]
+        font_manager.FontManager._findfont_cached.cache_clear()
+        assert _font_file_for("Noto Sans CJK SC") == system_copy  # the situation to fix
+        assert prefer_font_file(packaged_cjk_font_file()) == "Noto Sans CJK SC"
+        assert _font_file_for("Noto Sans CJK SC") == packaged_cjk_font_file()
+    finally:
+        manager.ttflist = saved
+        prefer_font_file(packaged_cjk_font_file())
+
+
+def test_the_suite_runs_with_fresh_per_user_caches():
+    """conftest.py points matplotlib at a new, empty config and cache folder, as on a new machine
+    (a stale font cache once hid a failure)."""
+    import matplotlib
+
+    assert os.environ["MPLCONFIGDIR"] == FRESH_CACHES["MPLCONFIGDIR"]
+    assert matplotlib.get_cachedir() == FRESH_CACHES["MPLCONFIGDIR"]
 
 
 def test_attention_heat_map_renders_chinese_without_missing_glyphs(tmp_path):

@@ -6,7 +6,6 @@ from conftest import tiny_setup, train_tiny
 
 from seq2seq_lib import TrainingError, choose_device, fit, greedy_decode, load_checkpoint
 from seq2seq_lib.lesson import lesson_shifted_loss
-from seq2seq_lib.vocab import Vocab
 
 
 def decode_all(model, data):
@@ -109,27 +108,43 @@ def test_resume_continues_where_the_checkpoint_stopped(tiny_data, tmp_path):
         assert math.isclose(r["train_loss"], s["train_loss"], rel_tol=1e-4)
 
 
-def test_device_choice():
+def test_device_choice(monkeypatch):
+    from seq2seq_lib import device as device_mod
+
     assert choose_device("cpu", verbose=False).type == "cpu"
-    assert choose_device("auto", verbose=False).type in {"cpu", "cuda", "mps"}
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA GPU"):
-            choose_device("cuda", verbose=False)
+    expected = ("cuda" if torch.cuda.is_available() else
+                "mps" if device_mod._mps_available() else "cpu")
+    assert choose_device("auto", verbose=False).type == expected
+    # the order CUDA, then MPS, then CPU, whatever this machine has
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device_mod, "_mps_available", lambda: True)
+    assert choose_device("auto", verbose=False).type == "mps"
+    monkeypatch.setattr(device_mod, "_mps_available", lambda: False)
+    assert choose_device("auto", verbose=False).type == "cpu"
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        choose_device("cuda", verbose=False)
+    with pytest.raises(ValueError, match="MPS is not available"):
+        choose_device("mps", verbose=False)
+    with pytest.raises(ValueError, match="use auto, cpu, cuda"):
+        choose_device("gpu", verbose=False)
 
 
 def test_loss_ignores_padding(memorized, tiny_data):
+    """A padded batch's mean loss is the token-weighted mean of its sentences scored alone."""
     from seq2seq_lib import batch_loss, collate
 
     model, *_ = memorized
     _, data = tiny_data
-    short = collate([data.train[0]])
-    padded = collate([data.train[0], data.train[19], data.train[3]])
+    examples = [data.train[i] for i in (0, 19, 3, 7)]
+    lengths = {len(trg) for _, trg in examples}
+    assert len(lengths) > 1  # the batch really is padded
     model.eval()
     with torch.no_grad():
-        alone, n_alone = batch_loss(model, short)
-        # the same sentence inside a padded batch contributes the same token losses
-        assert int((padded.trg[1:, 0] != Vocab.pad_id).sum()) == n_alone
-    assert alone.item() < 0.1
+        together, n_together = batch_loss(model, collate(examples))
+        alone = [batch_loss(model, collate([ex])) for ex in examples]
+    assert n_together == sum(n for _, n in alone)
+    weighted = sum(loss.item() * n for loss, n in alone) / n_together
+    assert math.isclose(together.item(), weighted, rel_tol=1e-5, abs_tol=1e-7)
 
 
 def test_resume_accepts_an_optimizer_state_saved_without_the_fused_kernel(tiny_data, tmp_path):
@@ -147,3 +162,45 @@ def test_resume_accepts_an_optimizer_state_saved_without_the_fused_kernel(tiny_d
     _, resumed, *_ = train_tiny(data_cfg, data, epochs=3, checkpoint_path=path, resume_from=path)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert math.isfinite(resumed.history[-1]["train_loss"])
+
+
+@pytest.mark.parametrize("payload, kind", [([1, 2, 3], "list"), (torch.zeros(3), "Tensor"),
+                                           ("text", "str")])
+def test_a_payload_that_is_not_a_dict_is_a_checkpoint_error(tmp_path, payload, kind):
+    from seq2seq_lib import CheckpointError
+
+    path = tmp_path / "odd.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=f"odd.pt: not a course checkpoint .*{kind}"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_gets_the_users_normal_file_permissions(memorized, tiny_data, tmp_path):
+    import os
+    import stat
+
+    from seq2seq_lib import TrainConfig, save_checkpoint
+
+    model, _, info = memorized
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "p.pt", model.state_dict(), info, TrainConfig(), [], 1)
+    finally:
+        os.umask(old)
+    if os.name == "posix":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's private 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["p.pt"]
+
+
+def test_resume_with_other_vocabularies_is_refused(tiny_data, tmp_path):
+    """Weights trained for one vocabulary must never be loaded for another of the same size."""
+    from seq2seq_lib import CheckpointError, Vocab
+
+    data_cfg, data = tiny_data
+    path = tmp_path / "v.pt"
+    train_tiny(data_cfg, data, epochs=1, checkpoint_path=path)
+    model, train_loader, valid_loader, cfg, info = tiny_setup(data_cfg, data, epochs=2)
+    shuffled = info.trg_vocab.itos[:4] + info.trg_vocab.itos[4:][::-1]  # same size, other words
+    info.trg_vocab = Vocab(shuffled)
+    with pytest.raises(CheckpointError, match="English vocabulary .* first difference at id 4"):
+        fit(model, train_loader, valid_loader, cfg, info, resume_from=path, progress=False)

@@ -1,0 +1,60 @@
+"""Restoring the case of lower-cased model output: each word's usual spelling in the training data.
+
+The model learns lower-cased English ("talk to mary on sunday"). A truecaser, as in Moses,
+remembers how every word is usually written *inside* a sentence, where its case is its own and not
+the sentence's: "Mary" and "Sunday" are capitalised there, "the" is not. Applying it and then
+capitalising the first word gives "Talk to Mary on Sunday".
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+# after these tokens the next word starts a sentence (or a quotation), so its case says nothing
+_SENTENCE_START_AFTER = {".", "!", "?", '"', "“", ":", "…", "..."}
+
+
+class TrueCaser:
+    """Lower-case word → its most frequent spelling in mid-sentence positions.
+
+    Only words whose usual spelling is not all lower-case are stored, so the table stays small.
+    """
+
+    def __init__(self, forms: dict[str, str] | None = None):
+        self.forms = dict(forms or {})
+
+    @classmethod
+    def fit(cls, sentences: Iterable[Sequence[str]]) -> TrueCaser:
+        """Count the spellings of every word, skipping sentence-initial positions.
+
+        :param sentences: cased token lists (e.g. the English training side before lower-casing).
+        Ties go to the lower-case spelling, then to the alphabetically first.
+        """
+        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        for tokens in sentences:
+            prev = None
+            for tok in tokens:
+                if prev is not None and prev not in _SENTENCE_START_AFTER:
+                    counts[tok.lower()][tok] += 1
+                prev = tok
+        forms = {}
+        for lower, spellings in counts.items():
+            best = min(spellings.items(), key=lambda kv: (-kv[1], kv[0] != lower, kv[0]))[0]
+            if best != lower:
+                forms[lower] = best
+        return cls(forms)
+
+    def apply(self, tokens: Sequence[str]) -> list[str]:
+        """The tokens in their usual spelling (unknown words stay as they are)."""
+        return [self.forms.get(tok, tok) for tok in tokens]
+
+    def to_dict(self) -> dict[str, str]:
+        """The table, for checkpoints."""
+        return dict(self.forms)
+
+    def __len__(self) -> int:
+        return len(self.forms)
+
+    def __repr__(self) -> str:
+        return f"TrueCaser({len(self)} words, e.g. {list(self.forms.values())[:5]})"
