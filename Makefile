@@ -35,8 +35,8 @@ lint: $(STAMP)
 notebooks: $(STAMP) ## re-run every notebook top to bottom (default settings) and store the outputs
 	$(PY) tests/nbrun.py notebooks/[0-9][0-9]_*.ipynb
 
-bench: $(STAMP) ## speed, memory and BLEU on the HSK corpus (~10 min on 2 cores); writes bench/RESULTS.md
-	$(PY) bench/bench.py
+bench: $(STAMP) ## speed, memory and BLEU on the HSK corpus (~15 min on 2 cores); writes bench/RESULTS.md
+	$(PY) bench/bench.py $(if $(REFERENCE),--reference $(REFERENCE))  # REFERENCE=the lesson's code
 
 lab: $(STAMP) ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/

@@ -92,7 +92,7 @@ def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.A
                     help="lines decoded together (default 256)")
     tl.add_argument("sentences", nargs="*", help="Chinese sentences (default: read the input)")
     _add_decode_args(tl)
-    _add_precision_arg(tl, default="fp32")
+    _add_precision_arg(tl)
 
     ev = sub.add_parser("evaluate", help="BLEU and perplexity of a checkpoint on its test split",
                         allow_abbrev=False,
@@ -102,7 +102,7 @@ def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.A
                     help="which held-out split to score (default test)")
     ev.add_argument("--examples", type=int, default=5, help="sample translations to show (default 5)")
     _add_decode_args(ev)
-    _add_precision_arg(ev, default="fp32")
+    _add_precision_arg(ev)
     return parser
 
 
@@ -214,6 +214,11 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> Non
               f"valid {record['valid_loss']:.3f} (ppl {record['valid_ppl']:.1f})  "
               f"{record['seconds']:.1f} s  {record['tokens_per_s']:.0f} tok/s", flush=True)
 
+    if args.quiet:  # fit prints this banner itself when it shows progress
+        from .device import choose_device, describe_device, resolve_precision
+
+        device = choose_device(train_cfg.device, verbose=False)
+        print(f"{describe_device(device)} · {resolve_precision(train_cfg.precision, device)}")
     translator, result = train_translator(data, data_cfg, model_cfg, train_cfg, callbacks=[log],
                                           resume_from=args.resume, progress=not args.quiet)
     train_s = sum(r["seconds"] for r in result.history)

@@ -58,7 +58,7 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lens: torch.Tensor, max
     model.train(was_training)
     ids = torch.stack(chosen, dim=1).tolist()  # [batch, steps]
     scores = torch.stack(logps, dim=1).sum(1).tolist()
-    attn_all = torch.stack(attns, dim=1).cpu() if attns else None  # [batch, steps, src_len]
+    attn_all = torch.stack(attns, dim=1).float().cpu() if attns else None  # [batch, steps, src_len]
     out = []
     for b in range(batch):
         seq = ids[b]
@@ -207,5 +207,5 @@ def _finish(prefixes: torch.Tensor, attn_hist: torch.Tensor | None, step_attn: t
     if step_attn is not None:
         last = step_attn[row : row + 1]  # [1, src_len]
         steps = last if attn_hist is None else torch.cat([attn_hist[row], last])
-        attention = steps[:, :src_len].cpu()  # [len(ids) + 1, src_len]
+        attention = steps[:, :src_len].float().cpu()  # [len(ids) + 1, src_len]
     return Hypothesis(ids, log_prob / gnmt_length_penalty(len(ids) + 1, alpha), attention)

@@ -79,3 +79,50 @@ def bleu_by_length(hypotheses: Sequence[str], references: Sequence[str], lengths
                                                    [references[i] for i in idx], lowercase).score
                       if idx else math.nan)
             for label, idx in zip(labels, members)]
+
+
+@dataclass
+class PairedBootstrap:
+    """Two systems' corpus BLEU on the same sentences, and how sure their difference is.
+
+    ``delta`` = ``bleu_b - bleu_a``; ``low`` / ``high``: the 95 % interval of that difference
+    over ``samples`` resamplings of the sentences (sacreBLEU's sufficient statistics, as in
+    Koehn 2004); ``p_not_better``: the share of resamplings in which system b was not better.
+    An interval that contains 0 means: no difference this test set can show.
+    """
+
+    bleu_a: float
+    bleu_b: float
+    delta: float
+    low: float
+    high: float
+    p_not_better: float
+    samples: int
+
+    def __str__(self) -> str:
+        return (f"{self.bleu_b:.2f} vs {self.bleu_a:.2f}: {self.delta:+.2f} "
+                f"(95 % interval {self.low:+.2f} … {self.high:+.2f})")
+
+
+def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: Sequence[str],
+                     lowercase: bool = False, samples: int = 1000, seed: int = 0
+                     ) -> PairedBootstrap:
+    """Paired bootstrap resampling of corpus BLEU (13a, detokenized): b compared with a."""
+    import numpy as np
+
+    if not len(hyps_a) == len(hyps_b) == len(references):
+        raise ValueError(f"{len(hyps_a)} and {len(hyps_b)} hypotheses for {len(references)} "
+                         "references: one of each per sentence")
+    bleu = BLEU(lowercase=lowercase)
+    refs = [list(references)]
+    # per-sentence n-gram counts; corpus BLEU is a function of their sums
+    stats_a = np.asarray(bleu._extract_corpus_statistics(list(hyps_a), refs), dtype=np.int64)
+    stats_b = np.asarray(bleu._extract_corpus_statistics(list(hyps_b), refs), dtype=np.int64)
+    score = lambda stats: bleu._compute_score_from_stats(stats.tolist()).score
+    a, b = score(stats_a.sum(0)), score(stats_b.sum(0))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(references), size=(samples, len(references)))
+    deltas = np.array([score(stats_b[i].sum(0)) - score(stats_a[i].sum(0)) for i in idx])
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return PairedBootstrap(a, b, b - a, float(low), float(high),
+                           float((deltas <= 0).mean()), samples)

@@ -32,9 +32,10 @@ class Translator:
     def __init__(self, model: Seq2Seq, src_vocab: Vocab, trg_vocab: Vocab,
                  data_cfg: DataConfig, model_cfg: ModelConfig,
                  device: torch.device | str | None = None, truecaser: TrueCaser | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "auto"):
         """:param truecaser: restores names and days in lower-cased output (from training).
-        :param precision: decode under autocast: ``fp32`` (default), ``auto``, ``bf16``, ``fp16``.
+        :param precision: decode under autocast: ``auto`` (default: bf16 where native), ``fp32``,
+            ``bf16`` or ``fp16``.
         """
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device)
@@ -58,7 +59,7 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu",
-                        precision: str = "fp32") -> Translator:
+                        precision: str = "auto") -> Translator:
         """Load a checkpoint written by training (``device="auto"`` picks CUDA/MPS/CPU)."""
         dev = choose_device(device, verbose=False) if device == "auto" else torch.device(device)
         ckpt = load_checkpoint(path, map_location=dev)

@@ -149,8 +149,10 @@ def test_attention_map_labels_fit_the_weights(attention_translator):
     src, trg, weights = translator.attention_map("他是老师。")
     assert src[0] == "<sos>" and src[-1] == "<eos>" and "老师" in src
     assert trg == ["he", "is", "a", "teacher", ".", "<eos>"]
-    assert weights.shape == (len(trg), len(src))
-    torch.testing.assert_close(weights.sum(-1), torch.ones(len(trg)))
+    assert weights.shape == (len(trg), len(src)) and weights.dtype == torch.float32
+    # rows sum to 1 up to the precision the translator decodes in (bf16 keeps ~3 digits)
+    tol = 1e-2 if translator.precision.name == "bf16" else 1e-5
+    torch.testing.assert_close(weights.sum(-1), torch.ones(len(trg)), atol=tol, rtol=0)
 
 
 def test_attention_checkpoint_round_trip_gives_identical_translations(attention_translator,

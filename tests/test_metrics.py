@@ -62,3 +62,25 @@ def test_bleu_by_length_empty_bins_and_lowercase():
     assert math.isnan(bins[1].bleu) and math.isnan(bins[2].bleu)
     with pytest.raises(ValueError, match="one of each per sentence"):
         bleu_by_length(["a"], ["a"], [1, 2])
+
+
+def test_paired_bootstrap_interval():
+    from seq2seq_lib.metrics import paired_bootstrap
+
+    refs = [f"the cat number {i} sat on the mat ." for i in range(60)]
+    good = list(refs)
+    bad = [f"a dog {i} stood near it" for i in range(60)]
+    same = paired_bootstrap(good, good, refs, samples=200)
+    assert same.delta == 0 and same.low == same.high == 0 and same.p_not_better == 1.0
+    better = paired_bootstrap(bad, good, refs, samples=200)
+    assert better.bleu_b == pytest.approx(corpus_bleu(good, refs).score)
+    assert better.bleu_a == pytest.approx(corpus_bleu(bad, refs).score)
+    assert 0 < better.low <= better.delta <= better.high and better.p_not_better == 0.0
+    # half the sentences better, half worse: the interval straddles zero
+    mixed = good[:30] + bad[30:]
+    other = bad[:30] + good[30:]
+    tie = paired_bootstrap(mixed, other, refs, samples=300)
+    assert tie.low < 0 < tie.high
+    assert "95 % interval" in str(tie)
+    with pytest.raises(ValueError, match="one of each"):
+        paired_bootstrap(good, good[:-1], refs)
