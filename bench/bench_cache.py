@@ -83,37 +83,40 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _memory_kib(pid: int) -> tuple[int, str]:
-    """PSS of one process (RSS where smaps_rollup is not readable), in KiB."""
-    for path, key, kind in ((f"/proc/{pid}/smaps_rollup", "Pss:", "PSS"),
-                            (f"/proc/{pid}/status", "VmRSS:", "RSS")):
+def _memory_kib(pid: int) -> tuple[int | None, int]:
+    """(PSS or None where smaps_rollup cannot be read, RSS) of one process, in KiB."""
+    values: list[int | None] = []
+    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
         try:
-            for line in Path(path).read_text().splitlines():
-                if line.startswith(key):
-                    return int(line.split()[1]), kind
-        except OSError:
-            continue
-    return 0, "RSS"
+            line = next(ln for ln in Path(path).read_text().splitlines() if ln.startswith(key))
+            values.append(int(line.split()[1]))
+        except (OSError, StopIteration):
+            values.append(None)
+    return values[0], values[1] or 0
 
 
 def run_measured(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, float, str]:
-    """Run ``cmd``; return it, its wall seconds, and the peak memory (MiB) of its process tree."""
+    """Run ``cmd``; return it, its wall seconds, the peak memory (MiB) of its process tree and
+    which memory that is: "PSS" when every sample could read it, else "RSS"."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    peak, kind = 0, "RSS"
+    peak_pss, peak_rss, pss_readable = 0, 0, True
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak, kind
+        nonlocal peak_pss, peak_rss, pss_readable
         while not done.is_set():
             pids, frontier = [proc.pid], [proc.pid]
             while frontier and Path("/proc").is_dir():
                 frontier = [k for p in frontier for k in _children(p)]
                 pids += frontier
             measured = [_memory_kib(p) for p in pids]
-            peak = max(peak, sum(m for m, _ in measured))
-            kind = measured[0][1] if measured else kind
+            peak_rss = max(peak_rss, sum(rss for _, rss in measured))
+            if all(pss is not None for pss, rss in measured if rss):
+                peak_pss = max(peak_pss, sum(pss or 0 for pss, _ in measured))
+            else:
+                pss_readable = False
             done.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -125,7 +128,9 @@ def run_measured(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, fl
     result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    return result, seconds, peak / 1024, kind
+    if pss_readable and peak_pss:
+        return result, seconds, peak_pss / 1024, "PSS"
+    return result, seconds, peak_rss / 1024, "RSS"
 
 
 def child_result(proc: subprocess.CompletedProcess) -> dict:

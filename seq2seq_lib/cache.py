@@ -152,6 +152,15 @@ def _init_worker(user_dict: str | None) -> None:
         load_user_dict(user_dict)
 
 
+def _load_tokenizers(mode: str, user_dict: str | None) -> None:
+    """Load jieba (unless Chinese is split into characters), the user dictionary and spaCy now
+    (about 1.5 s), so that processes forked from this one inherit them instead of each loading
+    them again."""
+    _init_worker(user_dict)
+    tokenize_zh("预热", mode)  # type: ignore[arg-type]
+    tokenize_en("warm up")
+
+
 def _encode_locally(sentences: list[list[str]], train: np.ndarray
                     ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Token lists to (types, local ids [tokens], lengths [sentences], training counts [types])."""
@@ -188,7 +197,7 @@ def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int]) ->
             "src": _encode_locally(zh_tokens, train), "trg": _encode_locally(en_tokens, train)}
 
 
-def _tokenized_chunks(tasks: Iterator[tuple], workers: int, user_dict: str | None,
+def _tokenized_chunks(tasks: Iterator[tuple], workers: int, mode: str, user_dict: str | None,
                       start_method: str | None) -> Iterator[dict[str, Any]]:
     """Results of :func:`_tokenize_chunk`, in input order, with at most ``2 * workers`` chunks in
     flight (``Pool.imap`` would read the whole input ahead)."""
@@ -198,8 +207,11 @@ def _tokenized_chunks(tasks: Iterator[tuple], workers: int, user_dict: str | Non
             yield _tokenize_chunk(task)
         return
     context = multiprocessing.get_context(start_method)
+    forked = context.get_start_method() == "fork"
+    if forked:  # load once here; the workers inherit the loaded tokenizers
+        _load_tokenizers(mode, user_dict)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(user_dict,))
+                               initargs=(None if forked else user_dict,))
     pending: deque[Future] = deque()
     try:
         for task in tasks:
@@ -392,7 +404,7 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
         records = pairs.numbered() if isinstance(pairs, CorpusStream) else enumerate(pairs, start=1)
         stream_sha = hashlib.sha256() if inputs is None else None
         tasks = _tasks(records, cfg, mode, chunk_size, tmp, stream_sha)
-        chunks = _tokenized_chunks(tasks, workers, cfg.user_dict, start_method)
+        chunks = _tokenized_chunks(tasks, workers, mode, cfg.user_dict, start_method)
         try:
             stats = _first_pass(chunks, tmp, progress, total)
         finally:  # stop the workers and close the text files now, also on an error

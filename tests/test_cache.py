@@ -3,6 +3,7 @@ idempotence, failures that leave nothing behind, the memory-mapped dataset, toke
 training from a cache, and the command line."""
 
 import errno
+import multiprocessing
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -188,10 +189,15 @@ def test_char_tokens_match_too(tiny_data, tmp_path):
     assert load_cache(tmp_path / "ch").src_vocab.itos == prepare_data(char_cfg).src_vocab.itos
 
 
-def test_two_spawned_workers_write_the_same_bytes(hsk_cfg, hsk_cache, tmp_path):
+@pytest.mark.parametrize("start_method", [
+    "spawn",  # the only one on Windows, the default on macOS: workers import everything afresh
+    pytest.param("fork", marks=pytest.mark.skipif(
+        "fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")),
+])
+def test_two_workers_write_the_same_bytes(hsk_cfg, hsk_cache, tmp_path, start_method):
     result, _ = hsk_cache
-    out = tmp_path / "spawned"
-    two = preprocess(hsk_cfg, out, workers=2, progress=False, start_method="spawn")
+    out = tmp_path / start_method
+    two = preprocess(hsk_cfg, out, workers=2, progress=False, start_method=start_method)
     assert two.manifest["workers"] == 2 and two.cache_hash == result.cache_hash
     for name in result.manifest["files"]:
         assert (out / name).read_bytes() == (result.path / name).read_bytes(), name
