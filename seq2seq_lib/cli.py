@@ -1,4 +1,4 @@
-"""Command line: ``python -m seq2seq_lib train | translate | evaluate``."""
+"""Command line: ``python -m seq2seq_lib preprocess | train | translate | evaluate``."""
 
 from __future__ import annotations
 
@@ -78,6 +78,7 @@ def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.A
     g.add_argument("--plot", metavar="PNG", help="also save the loss curves to this PNG file")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_decode_args(tr)  # how the test BLEU and the samples at the end are decoded
+    _add_cache_train_args(tr)
     tr.set_defaults(**(train_defaults or {}))
 
     tl = sub.add_parser("translate", help="translate Chinese sentences with a checkpoint",
@@ -101,8 +102,12 @@ def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.A
     ev.add_argument("--split", choices=["test", "valid"], default="test",
                     help="which held-out split to score (default test)")
     ev.add_argument("--examples", type=int, default=5, help="sample translations to show (default 5)")
+    ev.add_argument("--data-dir", metavar="DIR",
+                    help="score the split of this preprocessed cache (default: the cache the "
+                         "checkpoint was trained on, if any)")
     _add_decode_args(ev)
     _add_precision_arg(ev)
+    _add_preprocess_parser(sub)
     return parser
 
 
@@ -206,8 +211,14 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> Non
                                 args.teacher_forcing, not args.no_bucket, args.seed, args.device,
                                 args.precision, args.out)
     t0 = time.perf_counter()
-    data = prepare_data(data_cfg, vocabs=vocabs)
-    print(data.summary(), f"\n(tokenized in {time.perf_counter() - t0:.1f} s)")
+    if args.data_dir:  # a preprocessed cache: its own settings replace the data flags
+        data = _cached_training_data(args)
+        data_cfg = data.data_config()
+        print(data.summary(), f"\n(opened in {time.perf_counter() - t0:.1f} s)")
+    else:
+        _check_no_cache_args(args)
+        data = prepare_data(data_cfg, vocabs=vocabs)
+        print(data.summary(), f"\n(tokenized in {time.perf_counter() - t0:.1f} s)")
 
     def log(record, history):
         print(f"epoch {int(record['epoch']):3d}  train {record['train_loss']:.3f}  "
@@ -229,7 +240,8 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> Non
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_history(result.history).savefig(args.plot, dpi=120)
         print(f"loss curves: {args.plot}")
-    _report(translator, data.splits.test, 3, "test", args.beam, args.length_penalty)
+    test_pairs = data.test_pairs if args.data_dir else data.splits.test
+    _report(translator, test_pairs, 3, "test", args.beam, args.length_penalty)
     print("sample translations:")
     samples = translator.translate_batch(SAMPLE_SENTENCES, beam_size=args.beam,
                                          length_penalty=args.length_penalty)
@@ -309,6 +321,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _check_beam(args)
     translator = Translator.from_checkpoint(args.checkpoint, precision=args.precision)
+    if args.data_dir or translator.data_cfg.data_dir:
+        return _evaluate_cache(args, translator)
     data = prepare_data(translator.data_cfg, load_corpus(translator.data_cfg))
     pairs = getattr(data.splits, args.split)
     if not pairs:
@@ -361,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             cmd_train(args, _explicit_flags(argv))
         else:
-            {"translate": cmd_translate, "evaluate": cmd_evaluate}[args.command](args)
+            {"translate": cmd_translate, "evaluate": cmd_evaluate,
+             "preprocess": cmd_preprocess}[args.command](args)
     except ConfigError as exc:
         flag = _TRAIN_FLAGS.get(exc.field, ("--" + exc.field.replace("_", "-"),))[0]
         print(f"error: {flag} {exc.message}", file=sys.stderr)
@@ -373,3 +388,126 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"training stopped: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+# ---------------------------------------------------------------- preprocessed caches
+
+
+def _add_preprocess_parser(sub) -> None:
+    pp = sub.add_parser(
+        "preprocess", help="tokenize a corpus once into a cache folder that training streams",
+        description="Read a corpus as a stream, split it, tokenize it in parallel worker processes, "
+                    "and write token ids (memory-mapped NumPy arrays), both vocabularies and a "
+                    "manifest to --out. Running it again on the same input reuses the folder.")
+    g = pp.add_argument_group("input (one of)")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", choices=["hsk"], help="the embedded HSK sentence corpus")
+    src.add_argument("--src", metavar="FILE", help="Chinese side: one sentence a line (with --trg)")
+    src.add_argument("--tsv", metavar="FILE", help="Tatoeba-style file: English<TAB>Chinese per line")
+    g.add_argument("--trg", metavar="FILE", help="English side, aligned line by line with --src")
+    g = pp.add_argument_group("settings (the same defaults as train)")
+    g.add_argument("--zh-tokens", choices=["word", "char"], default="word",
+                   help="Chinese tokens: jieba words or single characters (default word)")
+    g.add_argument("--min-freq", type=int, default=2, help="rarer words become <unk> (default 2)")
+    g.add_argument("--max-size", type=int, default=10_000,
+                   help="largest vocabulary, specials included (default 10000)")
+    g.add_argument("--max-len", type=int, default=60,
+                   help="training pairs with a longer side (in tokens) are left out (default 60)")
+    g.add_argument("--valid-frac", type=float, default=0.05, help="share of pairs for validation (default 0.05)")
+    g.add_argument("--test-frac", type=float, default=0.05, help="share of pairs for testing (default 0.05)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the hash that splits the pairs")
+    g.add_argument("--user-dict", metavar="FILE", help="jieba user dictionary (one word a line)")
+    g = pp.add_argument_group("output")
+    g.add_argument("--out", required=True, metavar="DIR", help="the cache folder to write")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="tokenizer processes (default: the number of CPUs)")
+    g.add_argument("--force", action="store_true",
+                   help="replace a cache in --out that was built from other inputs or settings")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_cache_train_args(tr: argparse.ArgumentParser) -> None:
+    g = tr.add_argument_group("training from a preprocessed cache (see 'preprocess')")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="read the training data from this cache folder instead of text files; "
+                        "its settings replace the data flags")
+    g.add_argument("--max-tokens", type=int, metavar="N",
+                   help="batches of at most N padded tokens instead of --batch-size sentences")
+    g.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="DataLoader processes that prefetch batches from the cache (default 0)")
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from .cache import CacheError, preprocess
+    from .config import DataConfig
+
+    if bool(args.src) != bool(args.trg):
+        raise ValueError("--src and --trg must be given together")
+    source = "parallel" if args.src else "tsv" if args.tsv else "hsk"
+    cfg = DataConfig(source=source, src_path=args.src, trg_path=args.trg, tsv_path=args.tsv,
+                     valid_frac=args.valid_frac, test_frac=args.test_frac, seed=args.seed,
+                     min_freq=args.min_freq, max_size=args.max_size, max_len=args.max_len,
+                     user_dict=args.user_dict, zh_tokens=args.zh_tokens)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    try:
+        result = preprocess(cfg, args.out, workers=args.workers, force=args.force,
+                            progress=not args.quiet)
+    except KeyboardInterrupt:
+        raise CacheError(f"interrupted: nothing was written to {args.out}") from None
+    print(result.summary())
+
+
+def _check_no_cache_args(args: argparse.Namespace) -> None:
+    if args.max_tokens is not None or args.workers:
+        raise ValueError("--max-tokens and --workers read a preprocessed cache: give --data-dir too")
+
+
+def _cached_training_data(args: argparse.Namespace):
+    from .cache import load_cache
+
+    given = [flag for flag, value in (("--data", args.data), ("--src", args.src), ("--trg", args.trg),
+                                      ("--tsv", args.tsv), ("--limit", args.limit)) if value]
+    if given:
+        raise ValueError(f"--data-dir replaces {', '.join(given)}: give one or the other")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ValueError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    return load_cache(args.data_dir, max_tokens=args.max_tokens, num_workers=args.workers)
+
+
+def _evaluate_cache(args: argparse.Namespace, translator) -> None:
+    """``evaluate`` on a split of a preprocessed cache, with the checkpoint's vocabularies."""
+    from .batching import TranslationDataset, make_loader
+    from .cache import CacheError, load_cache
+    from .metrics import perplexity
+    from .pipeline import tokenize_pairs
+    from .train import evaluate_loss
+
+    cfg = translator.data_cfg
+    if not args.data_dir and not Path(cfg.data_dir).is_dir():
+        raise CacheError(f"this checkpoint was trained on the cache {cfg.data_dir}, which is not "
+                         "there any more: give its new place with --data-dir")
+    data = load_cache(args.data_dir or cfg.data_dir)
+    if cfg.cache_hash is None:
+        print(f"warning: this checkpoint was trained from text files, not from a cache: the "
+              f"{args.split} split of {data.path} is not the split it held out, and may contain "
+              "sentences it was trained on", file=sys.stderr)
+    elif cfg.cache_hash != data.cache_hash:
+        print(f"warning: this checkpoint was trained on another cache ({cfg.data_dir}, hash "
+              f"{cfg.cache_hash[:12]}), not on {data.path} (hash {data.cache_hash[:12]}): the "
+              f"{args.split} split here is not the split it held out, and may contain sentences "
+              "it was trained on", file=sys.stderr)
+    pairs = data.pairs(args.split)
+    if not pairs:
+        raise ValueError(f"the {args.split} split of {data.path} is empty")
+    same_ids = (cfg.cache_hash == data.cache_hash and data.src_vocab.itos == translator.src_vocab.itos
+                and data.trg_vocab.itos == translator.trg_vocab.itos)
+    if same_ids:  # the cached ids are the ones the checkpoint's vocabularies give
+        ds = getattr(data, args.split)
+    else:  # tokenize the held-out text as the checkpoint's training data was
+        ds = TranslationDataset(*tokenize_pairs(pairs, cfg.lowercase, cfg.zh_tokens),
+                                translator.src_vocab, translator.trg_vocab)
+    loss = evaluate_loss(translator.model, make_loader(ds, 256, bucket=False, shuffle=False),
+                         translator.device)
+    print(f"{args.split} loss = {loss:.3f}, perplexity = {perplexity(loss):.1f}  ({data.path})")
+    _report(translator, pairs, args.examples, args.split, args.beam, args.length_penalty)

@@ -44,6 +44,8 @@ class DataConfig:
     # Chinese tokens: "word" = jieba's precise mode (the lesson's choice), "char" = one per character
     zh_tokens: Literal["word", "char"] = "word"
     limit: int | None = None  # keep a seeded random sample of this many pairs (quick runs)
+    data_dir: str | None = None  # the preprocessed cache trained on (``train --data-dir``), if any
+    cache_hash: str | None = None  # that cache's manifest hash, so evaluation can check it
 
     def __post_init__(self) -> None:
         _check(self.min_freq >= 1, "min_freq", "must be at least 1", self.min_freq)
