@@ -1,6 +1,8 @@
 """What the notebooks share: fast mode for the tests, the checkpoint folder, the training recipe
 (also used by the command line and the bench), load-or-train, the recipes of the models notebooks
-05-08 load, and timed decoding runs.
+05-08 load (notebook 07's ablation among them), timed decoding runs, and the evidence cells
+need: library source shown in a notebook, one progress line per epoch, the library's training
+step on given batches, BLEU statistics counted from scratch and paired-bootstrap intervals.
 
 Fast mode (environment variable ``SEQ2SEQ_FAST=1``) shrinks data, model and epochs so the test
 suite can execute every notebook in seconds; learners never need it.
@@ -9,23 +11,30 @@ suite can execute every notebook in seconds; learners never need it.
 from __future__ import annotations
 
 import html
+import inspect
+import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import torch
+from sacrebleu.metrics import BLEU
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from torch.utils.data import DataLoader
 
-from .batching import make_loader
+from .batching import Batch, make_loader
 from .checkpoint import CheckpointInfo, load_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
-from .metrics import corpus_bleu
+from .metrics import corpus_bleu, length_bin_labels
 from .models import Seq2Seq, build_model
 from .pipeline import PreparedData, prepare_data
-from .train import FitResult, fit, set_seed
+from .train import FitResult, batch_loss, fit, set_seed
 from .translator import Translator
 
 T = TypeVar("T")
@@ -138,6 +147,47 @@ def attention_recipe() -> tuple[DataConfig, ModelConfig, TrainConfig]:
             TrainConfig(epochs=10, lr=2e-3))
 
 
+@dataclass
+class Recipe:
+    """One trained model of the course: its checkpoint's file name, what it changes compared
+    with the row before it (notebook 07's ablation), and its settings."""
+
+    checkpoint: str
+    change: str
+    data_cfg: DataConfig
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+
+    @property
+    def configs(self) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+        """(data, model, training) settings, e.g. for ``shrink(*recipe.configs)``."""
+        return self.data_cfg, self.model_cfg, self.train_cfg
+
+
+def ablation_recipes() -> list[Recipe]:
+    """Notebook 07's ablation: four models that differ from the row before in one setting each.
+
+    All share :func:`attention_recipe`'s data (``min_freq=1``, the same split), sizes (emb 256,
+    hid 256, one layer, dropout 0.5) and training (lr 2e-3, 10 epochs, seed 0):
+
+    1. ``gru_small.pt``: a plain GRU encoder-decoder (no attention, one direction);
+    2. ``attention_uni.pt``: + additive attention;
+    3. ``attention.pt``: + a bidirectional encoder (this is :func:`attention_recipe`, which
+       notebook 08 loads);
+    4. ``attention_char.pt``: + one Chinese character per token instead of jieba words.
+    """
+    data_cfg, model_cfg, train_cfg = attention_recipe()
+    plain = replace(model_cfg, attention="none", bidirectional=False)
+    return [
+        Recipe("gru_small.pt", "GRU, no attention", data_cfg, plain, train_cfg),
+        Recipe("attention_uni.pt", "+ attention", data_cfg, replace(plain, attention="bahdanau"),
+               train_cfg),
+        Recipe("attention.pt", "+ bidirectional encoder", data_cfg, model_cfg, train_cfg),
+        Recipe("attention_char.pt", "+ character tokens", replace(data_cfg, zh_tokens="char"),
+               model_cfg, train_cfg),
+    ]
+
+
 def training_summary(path: str | Path) -> dict[str, float]:
     """What a checkpoint's history says about its training: ``epochs`` run, ``best_epoch``
     (the saved weights), ``best_valid_loss`` and ``seconds`` (training time summed over the
@@ -229,3 +279,192 @@ class Table:
         line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
         lines = [line(self.header), line(["-" * w for w in widths]), *map(line, self.rows)]
         return "\n".join(([self.caption] if self.caption else []) + lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evidence for the notebooks' claims
+# ---------------------------------------------------------------------------------------------
+
+
+def show_source(*objects: Any) -> Any:
+    """The library's own source of ``objects`` (classes, functions, methods), highlighted in a
+    notebook: what the model or the loop really runs, not a copy that could drift."""
+    from IPython.display import Code  # only the notebooks need IPython
+
+    return Code("\n\n".join(inspect.getsource(obj).rstrip() for obj in objects),
+                language="python")
+
+
+def print_progress(name: str = "") -> Callable[[dict[str, float], list[dict[str, float]]], None]:
+    """A ``fit`` callback that prints one line per epoch (plain text: no progress widget in a
+    saved notebook), e.g. ``attention · epoch 3: train loss 3.912, valid loss 3.870 (2.9 s)``."""
+    prefix = f"{name} · " if name else ""
+
+    def callback(record: dict[str, float], history: list[dict[str, float]]) -> None:
+        print(f"{prefix}epoch {int(record['epoch'])}: train loss {record['train_loss']:.3f}, "
+              f"valid loss {record['valid_loss']:.3f} ({record['seconds']:.1f} s)", flush=True)
+
+    return callback
+
+
+def library_step_losses(data: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                        batches: Sequence[Batch]) -> tuple[Seq2Seq, list[float]]:
+    """What the library's training loop does on ``batches``: a new model seeded with
+    ``train_cfg.seed`` (:func:`new_model`), one pass of :func:`fit` over exactly these batches on
+    the CPU in float32, and the loss of every step.
+
+    Notebook 05 writes the same steps out by hand and checks that both give the same losses and
+    weights. Dropout draws random numbers, so compare with ``dropout=0`` (or the same seed at the
+    same point); the model comes back in ``eval()`` mode.
+    """
+    model = new_model(data, model_cfg, train_cfg.seed)
+    losses: list[float] = []
+
+    def recording_loss(model: Seq2Seq, batch: Batch, teacher_forcing_ratio: float = 1.0):
+        loss, n_tokens = batch_loss(model, batch, teacher_forcing_ratio)
+        losses.append(loss.item())
+        return loss, n_tokens
+
+    cfg = replace(train_cfg, epochs=1, precision="fp32", device="cpu", checkpoint_path=None)
+    fit(model, list(batches), list(batches[:1]), cfg, progress=False,
+        device=torch.device("cpu"), loss_fn=recording_loss)
+    return model.eval(), losses
+
+
+def bleu_tokens(sentences: Sequence[str], lowercase: bool = True) -> list[list[str]]:
+    """Sentences split into the tokens sacreBLEU counts (its default ``13a`` tokenizer, after
+    lower-casing when ``lowercase``), so BLEU counted from scratch sees the same words."""
+    tokenize = Tokenizer13a()
+    return [tokenize((s.lower() if lowercase else s).rstrip()).split() for s in sentences]
+
+
+@dataclass
+class BleuStatistics:
+    """What corpus BLEU is computed from: clipped n-gram matches and hypothesis n-grams for
+    n = 1..4, summed over the corpus, and the total hypothesis and reference lengths."""
+
+    matches: list[int]
+    totals: list[int]
+    hyp_len: int
+    ref_len: int
+
+    @property
+    def precisions(self) -> list[float]:
+        """p_n = matches / totals, in percent (as sacreBLEU prints them)."""
+        return [100 * m / t if t else 0.0 for m, t in zip(self.matches, self.totals)]
+
+    @property
+    def brevity_penalty(self) -> float:
+        """1 when the hypotheses are at least as long as the references, else exp(1 - r / c)."""
+        c, r = self.hyp_len, self.ref_len
+        return 1.0 if c >= r else (math.exp(1 - r / c) if c else 0.0)
+
+    @property
+    def score(self) -> float:
+        """BLEU without smoothing: 100 · BP · geometric mean of p_1..p_4 (0 if some p_n is 0)."""
+        if min(self.matches) == 0:
+            return 0.0
+        log_mean = sum(math.log(m / t) for m, t in zip(self.matches, self.totals)) / 4
+        return 100 * self.brevity_penalty * math.exp(log_mean)
+
+
+def bleu_statistics(hyps: Sequence[list[str]], refs: Sequence[list[str]]) -> BleuStatistics:
+    """Count BLEU's statistics from scratch for tokenized sentences, one reference each."""
+    matches, totals = [0] * 4, [0] * 4
+    for hyp, ref in zip(hyps, refs):
+        for n in range(1, 5):
+            hyp_ngrams = Counter(tuple(hyp[i : i + n]) for i in range(len(hyp) - n + 1))
+            ref_ngrams = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
+            matches[n - 1] += sum(min(k, ref_ngrams[g]) for g, k in hyp_ngrams.items())
+            totals[n - 1] += sum(hyp_ngrams.values())
+    return BleuStatistics(matches, totals, sum(map(len, hyps)), sum(map(len, refs)))
+
+
+@dataclass
+class BleuDifference:
+    """BLEU of two systems on the same sentences, and a 95 % paired-bootstrap interval for the
+    difference ``delta = bleu_b - bleu_a``: an interval that contains 0 means these sentences
+    cannot tell the two systems apart."""
+
+    bleu_a: float
+    bleu_b: float
+    low: float
+    high: float
+    n_samples: int
+
+    @property
+    def delta(self) -> float:
+        return self.bleu_b - self.bleu_a
+
+    def __str__(self) -> str:
+        return f"{self.delta:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+
+
+def _sentence_stats(hyps: Sequence[str], refs: Sequence[str], lowercase: bool) -> np.ndarray:
+    """sacreBLEU's statistics per sentence: [n, 10] = hyp len, ref len, 4 matches, 4 totals."""
+    bleu = BLEU(lowercase=lowercase, effective_order=True)  # only the counts are used
+    rows = []
+    for hyp, ref in zip(hyps, refs):
+        s = bleu.sentence_score(hyp, [ref])
+        rows.append([s.sys_len, s.ref_len, *s.counts, *s.totals])
+    return np.array(rows, dtype=np.int64).reshape(len(rows), 10)
+
+
+def _bleu_from_stats(stats: np.ndarray) -> float:
+    """Corpus BLEU (sacreBLEU's defaults: exp smoothing) from summed statistics."""
+    return BLEU.compute_bleu(correct=[int(v) for v in stats[2:6]],
+                             total=[int(v) for v in stats[6:10]], sys_len=int(stats[0]),
+                             ref_len=int(stats[1]), smooth_method="exp").score
+
+
+def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: Sequence[str],
+                     lowercase: bool = True, n_samples: int = 1000, seed: int = 0
+                     ) -> BleuDifference:
+    """How sure is a BLEU difference? Paired bootstrap resampling (Koehn 2004), as sacreBLEU's
+    ``--paired-bs`` does it.
+
+    Draw ``n_samples`` test sets of the same size from the sentences, with replacement; score
+    both systems on each drawn set (the same sentences for both: *paired*) and keep the
+    difference. The middle 95 % of those differences is the interval.
+    :return: the two corpus BLEU scores (equal to :func:`~seq2seq_lib.metrics.corpus_bleu`) and
+        the interval of ``bleu_b - bleu_a``.
+    """
+    if not len(hyps_a) == len(hyps_b) == len(references) > 0:
+        raise ValueError(f"{len(hyps_a)} and {len(hyps_b)} hypotheses for {len(references)} "
+                         "references: one of each per sentence, at least one sentence")
+    stats_a = _sentence_stats(hyps_a, references, lowercase)
+    stats_b = _sentence_stats(hyps_b, references, lowercase)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(references), size=(n_samples, len(references)))
+    deltas = np.array([_bleu_from_stats(stats_b[i].sum(0)) - _bleu_from_stats(stats_a[i].sum(0))
+                       for i in idx])
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return BleuDifference(_bleu_from_stats(stats_a.sum(0)), _bleu_from_stats(stats_b.sum(0)),
+                          float(low), float(high), n_samples)
+
+
+@dataclass
+class LengthBinDifference:
+    """One source-length bin of :func:`paired_bootstrap_by_length`: its label (``"≤4"``,
+    ``"6–7"``, ``">7"``), how many sentences fall in it, and the two systems' BLEU there with
+    the interval of their difference (all ``nan`` for an empty bin)."""
+
+    label: str
+    n: int
+    diff: BleuDifference
+
+
+def paired_bootstrap_by_length(hyps_a: Sequence[str], hyps_b: Sequence[str],
+                               references: Sequence[str], lengths: Sequence[int],
+                               edges: Sequence[int], lowercase: bool = True,
+                               n_samples: int = 1000, seed: int = 0) -> list[LengthBinDifference]:
+    """:func:`paired_bootstrap` within each source-length bin (bins cut at ``edges`` as in
+    :func:`~seq2seq_lib.metrics.bleu_by_length`): where does system b gain, and how sure is it?"""
+    members: list[list[int]] = [[] for _ in range(len(edges) + 1)]
+    for i, length in enumerate(lengths):
+        members[sum(length > e for e in edges)].append(i)
+    nan = float("nan")
+    return [LengthBinDifference(label, len(idx), paired_bootstrap(
+                [hyps_a[i] for i in idx], [hyps_b[i] for i in idx], [references[i] for i in idx],
+                lowercase, n_samples, seed) if idx else BleuDifference(nan, nan, nan, nan, 0))
+            for label, idx in zip(length_bin_labels(edges), members)]

@@ -1,21 +1,48 @@
-"""The notebooks' shared helpers: the training recipe, load-or-train, tables, timed decoding."""
+"""The notebooks' shared helpers: the training recipe, load-or-train, tables, timed decoding,
+and the evidence helpers (source display, progress lines, the library's training step, BLEU
+statistics from scratch, paired bootstrap)."""
 
+import dataclasses
+import random
 import time
+from itertools import islice
 
 import pytest
+import torch
 from conftest import DATA, TINY_MODEL
+from torch import nn
 
-from seq2seq_lib import DataConfig, TrainConfig, Translator, load_checkpoint
+from seq2seq_lib import (
+    DataConfig,
+    Encoder,
+    TrainConfig,
+    Translator,
+    Vocab,
+    corpus_bleu,
+    load_checkpoint,
+    make_loader,
+)
 from seq2seq_lib.course import (
     Table,
+    ablation_recipes,
     attention_recipe,
     best_time,
+    bleu_statistics,
+    bleu_tokens,
     decoding_runs,
     gru_recipe,
+    library_step_losses,
     load_or_train,
+    new_model,
+    paired_bootstrap,
+    paired_bootstrap_by_length,
+    print_progress,
+    show_source,
     train_translator,
     training_summary,
 )
+from seq2seq_lib.exercises import bleu_from_scratch
+from seq2seq_lib.metrics import bleu_by_length
 
 TINY_DATA = DataConfig(source="parallel", src_path=str(DATA / "tiny.zh"),
                        trg_path=str(DATA / "tiny.en"), valid_frac=0.2, test_frac=0.0, min_freq=1)
@@ -102,3 +129,101 @@ def test_decoding_runs_measure_bleu_speed_and_lengths(memorized, tiny_data):
         assert run.sentences_per_s == pytest.approx(len(pairs) / run.seconds)
         assert run.hyp_len == run.ref_len > 0 and run.length_ratio == 1.0
 
+
+
+def test_ablation_changes_one_setting_per_row():
+    recipes = ablation_recipes()
+    assert [r.checkpoint for r in recipes] == ["gru_small.pt", "attention_uni.pt", "attention.pt",
+                                               "attention_char.pt"]
+    assert recipes[2].configs == attention_recipe()  # the row notebook 08 loads
+    for before, after in zip(recipes, recipes[1:]):
+        changed = [(name, field.name) for name, a, b in
+                   zip(("data", "model", "train"), before.configs, after.configs)
+                   for field in dataclasses.fields(a) if getattr(a, field.name) != getattr(b, field.name)]
+        assert len(changed) == 1, f"{after.change}: {changed}"
+    assert recipes[0].model_cfg.attention == "none" and not recipes[0].model_cfg.bidirectional
+
+
+def test_show_source_renders_the_librarys_code():
+    code = show_source(Encoder, Encoder.forward)
+    assert "class Encoder(nn.Module):" in code.data and "pack_padded_sequence" in code.data
+    assert "<span" in code._repr_html_()  # highlighted
+
+
+def test_print_progress_prints_one_line_per_epoch(capsys):
+    callback = print_progress("m.pt")
+    assert callback({"epoch": 3, "train_loss": 3.5, "valid_loss": 3.25, "seconds": 2.04}, []) is None
+    assert capsys.readouterr().out == ("m.pt · epoch 3: train loss 3.500, valid loss 3.250 "
+                                       "(2.0 s)\n")
+
+
+def test_library_step_losses_equal_the_steps_written_out(tiny_data):
+    data_cfg, data = tiny_data
+    cfg = TrainConfig(epochs=5, batch_size=4, lr=1e-2, seed=3)
+    batches = list(islice(make_loader(data.train, 4, bucket=False, shuffle=False), 3))
+    model = new_model(data, TINY_MODEL, cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    mine = []
+    for batch in batches:
+        optimizer.zero_grad()
+        logits = model(batch.src, batch.src_lens, batch.trg)
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), batch.trg[1:].flatten(),
+                                           ignore_index=Vocab.pad_id)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optimizer.step()
+        mine.append(loss.item())
+    lib_model, losses = library_step_losses(data, TINY_MODEL, cfg, batches)
+    assert len(losses) == 3 and losses[0] != losses[-1]
+    torch.testing.assert_close(mine, losses, rtol=1e-4, atol=1e-5)
+    for a, b in zip(model.parameters(), lib_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _noisy(sentences, keep, seed):
+    rng = random.Random(seed)
+    return [" ".join(w if rng.random() < keep else "⁇" for w in s.split()) for s in sentences]
+
+
+REFS = ["He is a teacher.", "I like studying machine learning.", "The weather is nice today.",
+        "We went to the library together yesterday.", "She drinks a cup of tea every morning.",
+        "Don't forget to call your mother."] * 5
+
+
+def test_bleu_statistics_match_sacrebleu_and_the_exercise_answer():
+    hyps = _noisy(REFS, 0.7, 1)
+    score = corpus_bleu(hyps, REFS, lowercase=True)
+    stats = bleu_statistics(bleu_tokens(hyps), bleu_tokens(REFS))
+    assert (stats.matches, stats.totals) == (list(score.counts), list(score.totals))
+    assert (stats.hyp_len, stats.ref_len) == (score.sys_len, score.ref_len)
+    assert stats.score == pytest.approx(score.score)  # every order has matches: no smoothing needed
+    assert stats.score == pytest.approx(bleu_from_scratch(bleu_tokens(hyps), bleu_tokens(REFS)))
+    assert stats.precisions == pytest.approx(score.precisions)
+    assert bleu_tokens(["I don't know, really."]) == [["i", "don't", "know", ",", "really", "."]]
+
+
+def test_paired_bootstrap_scores_and_intervals():
+    worse, better = _noisy(REFS, 0.5, 2), _noisy(REFS, 0.9, 3)
+    diff = paired_bootstrap(worse, better, REFS)
+    assert diff.bleu_a == pytest.approx(corpus_bleu(worse, REFS, lowercase=True).score)
+    assert diff.bleu_b == pytest.approx(corpus_bleu(better, REFS, lowercase=True).score)
+    assert 0 < diff.low < diff.delta < diff.high  # clearly better: the interval excludes 0
+    assert str(diff).startswith(f"{diff.delta:+.2f} [")
+    same = paired_bootstrap(worse, worse, REFS)
+    assert (same.delta, same.low, same.high) == (0, 0, 0)
+    assert str(paired_bootstrap(worse, better, REFS)) == str(diff)  # seeded: it repeats
+    with pytest.raises(ValueError, match="one of each"):
+        paired_bootstrap(worse, better[:-1], REFS)
+
+
+def test_paired_bootstrap_by_length_matches_bleu_by_length():
+    worse, better = _noisy(REFS, 0.5, 4), _noisy(REFS, 0.9, 5)
+    lengths = [len(r.split()) for r in REFS]
+    bins = paired_bootstrap_by_length(worse, better, REFS, lengths, (4, 5, 6))
+    expected = bleu_by_length(better, REFS, lengths, (4, 5, 6), lowercase=True)
+    assert [(b.label, b.n) for b in bins] == [(e.label, e.n) for e in expected]
+    for b, e in zip(bins, expected):
+        if e.n:
+            assert b.diff.bleu_b == pytest.approx(e.bleu)
+        else:
+            assert b.diff.n_samples == 0
