@@ -21,9 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
-from sacrebleu.metrics import BLEU
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from torch.utils.data import DataLoader
 
@@ -31,7 +29,7 @@ from .batching import Batch, make_loader
 from .checkpoint import CheckpointInfo, load_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
-from .metrics import corpus_bleu, length_bin_labels
+from .metrics import PairedBootstrap, corpus_bleu, length_bin_labels, paired_bootstrap
 from .models import Seq2Seq, build_model
 from .pipeline import PreparedData, prepare_data
 from .train import FitResult, batch_loss, fit, set_seed
@@ -381,69 +379,6 @@ def bleu_statistics(hyps: Sequence[list[str]], refs: Sequence[list[str]]) -> Ble
 
 
 @dataclass
-class BleuDifference:
-    """BLEU of two systems on the same sentences, and a 95 % paired-bootstrap interval for the
-    difference ``delta = bleu_b - bleu_a``: an interval that contains 0 means these sentences
-    cannot tell the two systems apart."""
-
-    bleu_a: float
-    bleu_b: float
-    low: float
-    high: float
-    n_samples: int
-
-    @property
-    def delta(self) -> float:
-        return self.bleu_b - self.bleu_a
-
-    def __str__(self) -> str:
-        return f"{self.delta:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
-
-
-def _sentence_stats(hyps: Sequence[str], refs: Sequence[str], lowercase: bool) -> np.ndarray:
-    """sacreBLEU's statistics per sentence: [n, 10] = hyp len, ref len, 4 matches, 4 totals."""
-    bleu = BLEU(lowercase=lowercase, effective_order=True)  # only the counts are used
-    rows = []
-    for hyp, ref in zip(hyps, refs):
-        s = bleu.sentence_score(hyp, [ref])
-        rows.append([s.sys_len, s.ref_len, *s.counts, *s.totals])
-    return np.array(rows, dtype=np.int64).reshape(len(rows), 10)
-
-
-def _bleu_from_stats(stats: np.ndarray) -> float:
-    """Corpus BLEU (sacreBLEU's defaults: exp smoothing) from summed statistics."""
-    return BLEU.compute_bleu(correct=[int(v) for v in stats[2:6]],
-                             total=[int(v) for v in stats[6:10]], sys_len=int(stats[0]),
-                             ref_len=int(stats[1]), smooth_method="exp").score
-
-
-def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: Sequence[str],
-                     lowercase: bool = True, n_samples: int = 1000, seed: int = 0
-                     ) -> BleuDifference:
-    """How sure is a BLEU difference? Paired bootstrap resampling (Koehn 2004), as sacreBLEU's
-    ``--paired-bs`` does it.
-
-    Draw ``n_samples`` test sets of the same size from the sentences, with replacement; score
-    both systems on each drawn set (the same sentences for both: *paired*) and keep the
-    difference. The middle 95 % of those differences is the interval.
-    :return: the two corpus BLEU scores (equal to :func:`~seq2seq_lib.metrics.corpus_bleu`) and
-        the interval of ``bleu_b - bleu_a``.
-    """
-    if not len(hyps_a) == len(hyps_b) == len(references) > 0:
-        raise ValueError(f"{len(hyps_a)} and {len(hyps_b)} hypotheses for {len(references)} "
-                         "references: one of each per sentence, at least one sentence")
-    stats_a = _sentence_stats(hyps_a, references, lowercase)
-    stats_b = _sentence_stats(hyps_b, references, lowercase)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(references), size=(n_samples, len(references)))
-    deltas = np.array([_bleu_from_stats(stats_b[i].sum(0)) - _bleu_from_stats(stats_a[i].sum(0))
-                       for i in idx])
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    return BleuDifference(_bleu_from_stats(stats_a.sum(0)), _bleu_from_stats(stats_b.sum(0)),
-                          float(low), float(high), n_samples)
-
-
-@dataclass
 class LengthBinDifference:
     """One source-length bin of :func:`paired_bootstrap_by_length`: its label (``"≤4"``,
     ``"6–7"``, ``">7"``), how many sentences fall in it, and the two systems' BLEU there with
@@ -451,13 +386,13 @@ class LengthBinDifference:
 
     label: str
     n: int
-    diff: BleuDifference
+    diff: PairedBootstrap
 
 
 def paired_bootstrap_by_length(hyps_a: Sequence[str], hyps_b: Sequence[str],
                                references: Sequence[str], lengths: Sequence[int],
                                edges: Sequence[int], lowercase: bool = True,
-                               n_samples: int = 1000, seed: int = 0) -> list[LengthBinDifference]:
+                               samples: int = 1000, seed: int = 0) -> list[LengthBinDifference]:
     """:func:`paired_bootstrap` within each source-length bin (bins cut at ``edges`` as in
     :func:`~seq2seq_lib.metrics.bleu_by_length`): where does system b gain, and how sure is it?"""
     members: list[list[int]] = [[] for _ in range(len(edges) + 1)]
@@ -466,5 +401,6 @@ def paired_bootstrap_by_length(hyps_a: Sequence[str], hyps_b: Sequence[str],
     nan = float("nan")
     return [LengthBinDifference(label, len(idx), paired_bootstrap(
                 [hyps_a[i] for i in idx], [hyps_b[i] for i in idx], [references[i] for i in idx],
-                lowercase, n_samples, seed) if idx else BleuDifference(nan, nan, nan, nan, 0))
+                lowercase, samples, seed) if idx else PairedBootstrap(nan, nan, nan, nan, nan,
+                                                                       nan, 0))
             for label, idx in zip(length_bin_labels(edges), members)]

@@ -99,9 +99,8 @@ class PairedBootstrap:
     p_not_better: float
     samples: int
 
-    def __str__(self) -> str:
-        return (f"{self.bleu_b:.2f} vs {self.bleu_a:.2f}: {self.delta:+.2f} "
-                f"(95 % interval {self.low:+.2f} … {self.high:+.2f})")
+    def __str__(self) -> str:  # compact, for tables: "+1.20 [+0.35, +2.10]"
+        return f"{self.delta:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 
 def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: Sequence[str],
