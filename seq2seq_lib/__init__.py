@@ -21,6 +21,7 @@ from .batching import (
     make_loader,
     padding_share,
 )
+from .builders import build_model
 from .checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import (
@@ -36,7 +37,7 @@ from .data import (
 from .decode import Hypothesis, beam_search, gnmt_length_penalty, greedy_decode, greedy_trace
 from .device import choose_device, describe_device, resolve_precision
 from .metrics import bleu_signature, corpus_bleu, perplexity
-from .models import Decoder, Encoded, Encoder, Seq2Seq, build_model, count_parameters
+from .models import Decoder, Encoded, Encoder, Seq2Seq, count_parameters
 from .pipeline import PreparedData, prepare_data, tokenize_pairs
 from .plots import cjk_font, plot_attention, plot_history, use_cjk_font
 from .tokenize import add_word, detokenize_en, load_user_dict, tokenize_en, tokenize_zh

@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 from torch.utils.data import DataLoader
 
 from .batching import make_loader
+from .builders import build_model
 from .checkpoint import CheckpointInfo, load_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
 from .metrics import corpus_bleu
-from .models import Seq2Seq, build_model
+from .models import Seq2Seq
 from .pipeline import PreparedData, prepare_data
 from .train import FitResult, fit, set_seed
 from .translator import Translator

@@ -46,25 +46,20 @@ def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.o
     return torch.optim.Adam(model.parameters(), lr=lr, fused=fused or None)
 
 
-def batch_loss(model: Seq2Seq, batch: Batch, teacher_forcing_ratio: float = 1.0,
+def batch_loss(model: nn.Module, batch: Batch, teacher_forcing_ratio: float = 1.0,
                pad_id: int = Vocab.pad_id) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy of ``batch`` and the number of target tokens it covers.
 
     Row t of the decoder output is scored against ``trg[t + 1]``; ``<pad>`` positions are
-    ignored. With full teacher forcing only the non-pad states are projected onto the vocabulary.
+    ignored. The model is called once, as a whole (``Seq2Seq.forward`` with ``pad_id``
+    returns the logits of the real target words only), so ``model`` may also be a
+    ``DistributedDataParallel`` wrapper of a :class:`Seq2Seq`.
     """
     target = batch.trg[1:]  # [trg_len - 1, batch]
     mask = target != pad_id
-    n_tokens = int(mask.sum())
-    if teacher_forcing_ratio >= 1.0:
-        enc = model.encode(batch.src, batch.src_lens)
-        states, _ = model.decode_states(enc, batch.trg[:-1])  # [trg_len - 1, batch, hid]
-        logits = model.decoder.project(states[mask])  # [n_tokens, trg_vocab]
-        return nn.functional.cross_entropy(logits.float(), target[mask]), n_tokens
-    logits = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio)
-    loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), target.flatten(),
-                                       ignore_index=pad_id)
-    return loss, n_tokens
+    logits = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio,
+                   pad_id=pad_id)  # [n_tokens, trg_vocab]
+    return nn.functional.cross_entropy(logits.float(), target[mask]), int(mask.sum())
 
 
 class RunningSum:
