@@ -247,10 +247,10 @@ def worker_quality(spec: dict[str, Any]) -> dict[str, Any]:
     ``preset`` "lesson": the library default (the lesson's sizes) for ``epochs``; "demo": what
     ``make demo`` trains (``seq2seq_lib.config.demo_configs``), with its own epoch count.
     """
-    from seq2seq_lib import ModelConfig, TrainConfig
+    from seq2seq_lib import ModelConfig, TrainConfig, Translator
     from seq2seq_lib.config import demo_configs
-    from seq2seq_lib.course import train_translator
     from seq2seq_lib.metrics import bleu_signature
+    from seq2seq_lib.recipe import train_model
 
     if spec["preset"] == "demo":
         data_cfg, model_cfg, cfg = demo_configs()
@@ -260,8 +260,9 @@ def worker_quality(spec: dict[str, Any]) -> dict[str, Any]:
     data_cfg, data = _data(spec["quick"], data_cfg)
     device = _device(spec["device"])
     cfg = replace(cfg, epochs=epochs, checkpoint_path=spec["checkpoint"])  # seed 0, as before
-    translator, result = train_translator(data, data_cfg, model_cfg, cfg, progress=False,
-                                          device=device)
+    model, result = train_model(data, data_cfg, model_cfg, cfg, progress=False, device=device)
+    translator = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg, device,
+                            data.truecaser, cfg.precision)
     pairs = data.splits.test
     if spec.get("sentences"):  # the decoding worker times the same test sentences
         Path(spec["sentences"]).write_text(json.dumps([zh for zh, _ in pairs], ensure_ascii=False),
