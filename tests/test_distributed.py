@@ -21,7 +21,7 @@ import torch
 from conftest import TINY_MODEL
 from torch.utils.data import DataLoader
 
-from seq2seq_lib import BucketBatchSampler, TrainConfig, collate, make_loader
+from seq2seq_lib import BucketBatchSampler, TrainConfig, collate, load_checkpoint, make_loader
 from seq2seq_lib.recipe import new_model
 from seq2seq_lib.trainer import Trainer
 
@@ -144,3 +144,22 @@ def test_a_process_that_dies_ends_the_job_with_an_error(tiny_data, tmp_path):
     report = proc.stdout + proc.stderr
     assert "exitcode" in report and "3" in report, report[-3000:]
     assert seconds < 60, f"the job took {seconds:.0f} s to end"
+
+
+def test_the_command_line_under_torchrun(tmp_path):
+    """``torchrun ... -m seq2seq_lib train``: one process reports, one writes the checkpoints."""
+    out = tmp_path / "m.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         f"--nproc_per_node={WORLD}", "-m", "seq2seq_lib", "train", "--src",
+         str(ROOT / "tests/data/tiny.zh"), "--trg", str(ROOT / "tests/data/tiny.en"),
+         "--epochs", "2", "--batch-size", "4", "--emb-dim", "16", "--hid-dim", "16",
+         "--n-layers", "1", "--min-freq", "1", "--device", "cpu", "--quiet", "--out", str(out)],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("test BLEU") == 1 and "2 processes (torchrun)" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.last.pt", "m.pt"]
+    saved = load_checkpoint(tmp_path / "m.last.pt")["trainer_state"]
+    assert (saved["world_size"], saved["step"], len(saved["rng"])) == (WORLD, 6, WORLD)
