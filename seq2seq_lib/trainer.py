@@ -251,9 +251,11 @@ class Trainer:
             self._keep_best(ckpt["best_model_state"])
         elif st.best_epoch and st.best_step == st.step:
             self._keep_best(ckpt["model_state"], source=path)
-        if st.batch >= saved["batches_per_epoch"] or (
-                st.batch and saved["batches_per_epoch"] != len(self.train_loader)):
-            st.epoch, st.batch = st.epoch + 1, 0  # (an epoch of another length starts afresh)
+        if st.batch >= saved["batches_per_epoch"] or (st.batch and (
+                saved["batches_per_epoch"] != len(self.train_loader)
+                or saved.get("world_size", 1) != self.dist.world_size)):
+            # a finished epoch, or one cut into other batches now: go on with the next epoch
+            st.epoch, st.batch = st.epoch + 1, 0
         rngs = saved.get("rng") or []
         if st.batch and len(rngs) == self.dist.world_size:
             self._rng_to_restore = rngs[self.dist.rank]
