@@ -229,9 +229,10 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> Non
     configs = _train_configs(args, explicit)  # refuse senseless settings before anything else
     ctx, device = init_distributed(args.device)
     try:
-        quiet = contextlib.nullcontext() if ctx.is_main else contextlib.redirect_stdout(
-            open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - closed with the context
-        with quiet:
+        with contextlib.ExitStack() as stack:
+            if not ctx.is_main:
+                devnull = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))
+                stack.enter_context(contextlib.redirect_stdout(devnull))
             _train_and_report(args, *configs, ctx, device)
     finally:
         shutdown_distributed(ctx)

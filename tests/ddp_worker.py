@@ -7,7 +7,8 @@ loaded), trains on the CPU (gloo) through the library's recipe, and leaves in ``
 * ``rank{R}.pt``: the weights process R ended with (before the best ones are put back);
 * ``writes.rank{R}.txt``: every checkpoint file process R wrote, one a line.
 
-``--die-at N``: process 1 exits abruptly (status 3) in its N-th training step.
+Process 1 misbehaves in its N-th training step with ``--die-at N`` (exits abruptly with status
+3), ``--interrupt-at N`` (gets a SIGINT, as from Ctrl-C) or ``--nan-at N`` (its loss is NaN).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import signal
 from pathlib import Path
 
 import torch
@@ -29,6 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", type=Path)
     parser.add_argument("--die-at", type=int, default=0)
+    parser.add_argument("--interrupt-at", type=int, default=0)
+    parser.add_argument("--nan-at", type=int, default=0)
     args = parser.parse_args()
     folder: Path = args.folder
     with open(folder / "setup.pkl", "rb") as fh:
@@ -58,7 +62,12 @@ def main() -> None:
         steps += 1
         if ctx.rank == 1 and steps == args.die_at:
             os._exit(3)  # no clean-up, like a process killed by the system
-        return batch_loss(model, batch, teacher_forcing_ratio)
+        if ctx.rank == 1 and steps == args.interrupt_at:
+            signal.raise_signal(signal.SIGINT)
+        loss, n = batch_loss(model, batch, teacher_forcing_ratio)
+        if ctx.rank == 1 and steps == args.nan_at:
+            loss = loss * float("nan")
+        return loss, n
 
     try:
         train_model(data, data_cfg, model_cfg, train_cfg, dist=ctx, device=device,

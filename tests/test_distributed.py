@@ -1,8 +1,9 @@
 """Two training processes on the CPU (gloo), started by ``torchrun``, on the tiny corpus.
 
 They end with the same weights, equal (within float rounding) to one process trained on the
-same global batches; only the first one writes checkpoints; and a process that dies ends the
-whole job with an error instead of leaving the other one waiting.
+same global batches; only the first one writes checkpoints; Ctrl-C or a NaN in one of them stops
+both at the same step; and a process that dies ends the whole job with an error instead of
+leaving the other one waiting.
 """
 
 from __future__ import annotations
@@ -135,11 +136,34 @@ def test_only_the_first_process_writes_checkpoints(job):
                     "writes.rank0.txt", "writes.rank1.txt"}  # no temporary file left behind
 
 
-def test_a_process_that_dies_ends_the_job_with_an_error(tiny_data, tmp_path):
+def prepared(tiny_data, folder: Path) -> Path:
     data_cfg, data = tiny_data
-    with open(tmp_path / "setup.pkl", "wb") as fh:
-        pickle.dump((data_cfg, data, TINY_MODEL, settings(tmp_path)), fh)
-    proc, seconds = torchrun(tmp_path, "--die-at", "2")
+    with open(folder / "setup.pkl", "wb") as fh:
+        pickle.dump((data_cfg, data, TINY_MODEL, settings(folder)), fh)
+    return folder
+
+
+def test_ctrl_c_in_one_process_stops_both_at_the_same_step(tiny_data, tmp_path):
+    proc, _ = torchrun(prepared(tiny_data, tmp_path), "--interrupt-at", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = load_checkpoint(tmp_path / "m.last.pt")["trainer_state"]
+    assert (saved["epoch"], saved["batch"], saved["step"]) == (1, 2, 2)  # the next step not taken
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+
+
+def test_a_nan_in_one_process_stops_both_with_the_best_weights_kept(tiny_data, tmp_path):
+    proc, seconds = torchrun(prepared(tiny_data, tmp_path), "--nan-at", "4")
+    assert proc.returncode != 0
+    assert proc.stderr.count("epoch 2, batch 3: the training loss became nan") >= 2  # both
+    best = load_checkpoint(tmp_path / "m.pt")
+    assert best["epoch"] == 1 and all(torch.isfinite(v).all() for v in best["model_state"].values())
+    assert seconds < 60
+
+
+def test_a_process_that_dies_ends_the_job_with_an_error(tiny_data, tmp_path):
+    proc, seconds = torchrun(prepared(tiny_data, tmp_path), "--die-at", "2")
     assert proc.returncode != 0
     report = proc.stdout + proc.stderr
     assert "exitcode" in report and "3" in report, report[-3000:]
