@@ -24,8 +24,9 @@ from .models import Seq2Seq
 from .pipeline import PreparedData
 from .plots import plot_attention, plot_history, plot_unk_curve
 from .recipe import make_loaders, new_model
+from .runner import BackgroundRun
 from .train import EpochRecord
-from .trainer import BackgroundRun, FitResult, Trainer
+from .trainer import FitResult, Trainer
 from .translator import Translator
 from .vocab import unk_rate_curve, vocab_stats
 
@@ -113,7 +114,7 @@ STOPPED = {"finished": "finished", "stop-event": "stopped by the Stop button",
 class TrainingDashboard(widgets.VBox):
     """Train / Stop buttons, progress bars, a loss plot redrawn after every epoch, sample output.
 
-    The view of a :class:`~seq2seq_lib.trainer.BackgroundRun` (the training thread, its stop
+    The view of a :class:`~seq2seq_lib.runner.BackgroundRun` (the training thread, its stop
     event, result and error): it draws from the trainer's callbacks (``on_step`` moves the batch
     bar, ``on_validation`` redraws the plot and the samples). Training runs in the background,
     so the kernel stays free and the Stop button works; Stop ends training after the current

@@ -8,10 +8,11 @@ import torch
 from conftest import TINY_MODEL, tiny_setup
 
 import seq2seq_lib.trainer as trainer_mod
-from seq2seq_lib import ModelConfig, Translator, load_checkpoint
+from seq2seq_lib import ModelConfig, Translator, load_checkpoint, plot_history
 from seq2seq_lib.checkpoint import last_checkpoint_path
 from seq2seq_lib.recipe import GreedyBleu
-from seq2seq_lib.trainer import BackgroundRun, Trainer
+from seq2seq_lib.runner import BackgroundRun
+from seq2seq_lib.trainer import Trainer
 
 DROPOUT_MODEL = ModelConfig(emb_dim=32, hid_dim=64, n_layers=1, dropout=0.3)
 
@@ -60,6 +61,8 @@ def test_validation_every_n_steps_writes_the_last_and_the_best_state(tiny_data, 
     result = trainer.fit()
     assert [r["step"] for r in result.history] == [2, 3, 4, 6]  # every 2 steps and at epoch ends
     assert [round(r["progress"], 3) for r in result.history] == [0.667, 1.0, 1.333, 2.0]
+    drawn = plot_history(result.history).axes[0].lines[0].get_xdata()  # where they were taken
+    assert [round(x, 3) for x in drawn] == [0.667, 1.0, 1.333, 2.0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.last.pt", "m.pt"]
     last, best = load_checkpoint(result.last_checkpoint), load_checkpoint(result.checkpoint)
     assert last["trainer_state"]["step"] == result.steps == 6
