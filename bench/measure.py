@@ -188,7 +188,7 @@ def train_speed(mode: str, precision: str, measure: int, quick: bool, device: st
     """
     from seq2seq_lib import ModelConfig, TrainConfig, fit, set_seed
     from seq2seq_lib.batching import make_loader
-    from seq2seq_lib.course import new_model
+    from seq2seq_lib.recipe import new_model
 
     _, data = _data(quick)
     dev = _device(device)
@@ -251,8 +251,9 @@ def quality(recipe: str, precision: str, quick: bool, device: str, epochs: int,
     """
     from seq2seq_lib import ModelConfig, TrainConfig
     from seq2seq_lib.config import demo_configs
-    from seq2seq_lib.course import train_translator
     from seq2seq_lib.metrics import bleu_signature, corpus_bleu
+    from seq2seq_lib.recipe import train_model
+    from seq2seq_lib.translator import Translator
 
     if recipe == "demo":
         data_cfg, model_cfg, cfg = demo_configs()
@@ -261,8 +262,10 @@ def quality(recipe: str, precision: str, quick: bool, device: str, epochs: int,
         data_cfg, model_cfg, cfg = None, ModelConfig(), TrainConfig()
     data_cfg, data = _data(quick, data_cfg)
     cfg = replace(cfg, epochs=epochs, checkpoint_path=checkpoint, precision=precision)
-    translator, result = train_translator(data, data_cfg, model_cfg, cfg, progress=False,
-                                          device=_device(device))
+    dev = _device(device)
+    model, result = train_model(data, data_cfg, model_cfg, cfg, progress=False, device=dev)
+    translator = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg, dev,
+                            data.truecaser, cfg.precision)
     pairs = data.splits.test
     if sentences_file:  # the decoding worker times the same test sentences
         Path(sentences_file).write_text(json.dumps([zh for zh, _ in pairs], ensure_ascii=False),

@@ -1,7 +1,8 @@
 """seq2seq_lib: the helper library of the seq2seq-zh-en course.
 
 Read it top to bottom in the order of the notebooks: data → tokenize → vocab → batching →
-models → train → decode → translator, with metrics and plots beside them.
+models (attention, builders) → train → trainer → decode → translator, with metrics and plots
+beside them.
 """
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ from .batching import (
     make_loader,
     padding_share,
 )
+from .builders import build_model
 from .checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import (
@@ -36,11 +38,12 @@ from .data import (
 from .decode import Hypothesis, beam_search, gnmt_length_penalty, greedy_decode, greedy_trace
 from .device import choose_device, describe_device, resolve_precision
 from .metrics import bleu_signature, corpus_bleu, perplexity
-from .models import Decoder, Encoded, Encoder, Seq2Seq, build_model, count_parameters
+from .models import Decoder, Encoded, Encoder, Seq2Seq, count_parameters
 from .pipeline import PreparedData, prepare_data, tokenize_pairs
 from .plots import cjk_font, plot_attention, plot_history, use_cjk_font
 from .tokenize import add_word, detokenize_en, load_user_dict, tokenize_en, tokenize_zh
-from .train import FitResult, TrainingError, batch_loss, evaluate_loss, fit, set_seed
+from .train import TrainingError, batch_loss, evaluate_loss, set_seed
+from .trainer import FitResult, Trainer, TrainState, fit
 from .translator import Translator
 from .truecase import TrueCaser
 from .vocab import SPECIALS, Vocab
@@ -57,5 +60,5 @@ __all__ = [
     "load_hsk", "load_user_dict", "make_loader", "padding_share", "perplexity", "plot_history",
     "prepare_data", "read_parallel", "read_tsv", "save_checkpoint", "set_seed", "split_pairs",
     "tokenize_en", "tokenize_pairs", "tokenize_zh", "describe_device", "resolve_precision",
-    "TrueCaser",
+    "TrueCaser", "Trainer", "TrainState",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import Encoded
+from .interface import DecoderBase, Encoded
 
 ATTENTION_KINDS = ("bahdanau", "dot", "general")
 
@@ -118,13 +118,13 @@ def make_attention(kind: str, query_dim: int, key_dim: int) -> nn.Module:
     raise ValueError(f"unknown attention {kind!r}; choose one of {', '.join(ATTENTION_KINDS)}")
 
 
-class AttentionDecoder(nn.Module):
+class AttentionDecoder(DecoderBase):
     """Embedding → dropout → GRU → attention over the encoder outputs → combine → linear.
 
     Each GRU state ``h`` [hid] reads the encoder outputs and gets a context ``c`` [enc_dim];
     the "attentional state" ``tanh(W_c [c; h])`` [hid] (with dropout while training) is what
-    :meth:`project` turns into logits. Same interface as :class:`~seq2seq_lib.models.Decoder`, so training and decoding
-    code work with either.
+    :meth:`project` turns into logits. Same interface as :class:`~seq2seq_lib.models.Decoder`
+    (:class:`~seq2seq_lib.interface.DecoderBase`), so training and decoding code work with either.
     """
 
     has_attention = True
@@ -163,7 +163,3 @@ class AttentionDecoder(nn.Module):
         combined = torch.tanh(self.combine(torch.cat([context, query], dim=-1)))  # [b, steps, hid]
         out = self.dropout(combined).transpose(0, 1)  # [steps, batch, hid_dim]
         return out, hidden, weights.transpose(0, 1)  # attention: [steps, batch, src_len]
-
-    def project(self, states: torch.Tensor) -> torch.Tensor:
-        """Logits over the target vocabulary: [..., hid_dim] → [..., vocab_size]."""
-        return self.fc_out(states)

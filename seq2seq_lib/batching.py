@@ -103,21 +103,33 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     :param lengths: one sort key per example: a length, or a tuple such as
         :meth:`TranslationDataset.bucket_keys` gives (sorted by its first item, then the next).
+    :param num_replicas: / :param rank: several training processes: every process builds the
+        same order (same seed) and takes every ``num_replicas``-th batch from its ``rank`` on;
+        the list is first filled up with its own first batches, so every process gets the
+        same number of batches and none waits for a step the others never take.
     """
 
     def __init__(self, lengths: Sequence[int] | Sequence[tuple[int, ...]], batch_size: int,
-                 seed: int = 0, pool_factor: int = 50, drop_last: bool = False):
+                 seed: int = 0, pool_factor: int = 50, drop_last: bool = False,
+                 num_replicas: int = 1, rank: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.pool_factor = pool_factor
         self.drop_last = drop_last
+        self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Use ``epoch``'s order from now on, beginning at its batch number ``start`` (0-based;
+        a run resumed in the middle of an epoch continues with the batch it had not seen)."""
         self.epoch = epoch
+        self.start = start
 
     def _batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 100_003 + self.epoch)
@@ -132,19 +144,25 @@ class BucketBatchSampler(Sampler[list[int]]):
                 if len(batch) == self.batch_size or not self.drop_last:
                     batches.append(batch)
         rng.shuffle(batches)
+        if self.num_replicas > 1 and batches:
+            total = len(self) * self.num_replicas  # filled up with the first batches
+            batches = [batches[i % len(batches)] for i in range(total)][self.rank :: self.num_replicas]
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self._batches()
+        yield from self._batches()[self.start :]
 
     def __len__(self) -> int:
+        """Batches per epoch (of this process), whatever :meth:`set_epoch`'s ``start``."""
         full, rest = divmod(len(self.lengths), self.batch_size)
-        return full if self.drop_last else full + (rest > 0)
+        n = full if self.drop_last else full + (rest > 0)
+        return -(-n // self.num_replicas)  # rounded up
 
 
 def make_loader(dataset: TranslationDataset | CachedDataset, batch_size: int, bucket: bool = True,
                 shuffle: bool = True, seed: int = 0, sort_by: SortBy = "target",
-                max_tokens: int | None = None, num_workers: int | None = None) -> DataLoader:
+                max_tokens: int | None = None, num_workers: int | None = None,
+                num_replicas: int = 1, rank: int = 0) -> DataLoader:
     """A DataLoader of :class:`Batch` objects.
 
     :param bucket: group similar lengths (less padding); with ``bucket=False`` and
@@ -156,6 +174,8 @@ def make_loader(dataset: TranslationDataset | CachedDataset, batch_size: int, bu
         brings its own choice (``load_cache(..., max_tokens=)``) when this is None.
     :param num_workers: DataLoader worker processes that prefetch batches (default 0: none, or
         the :class:`CachedDataset`'s own choice).
+    :param num_replicas: / :param rank: this process's share of the length buckets when
+        several processes train together (see :class:`BucketBatchSampler`; buckets only).
     """
     if isinstance(dataset, CachedDataset):
         num_workers = dataset.num_workers if num_workers is None else num_workers
@@ -171,8 +191,12 @@ def make_loader(dataset: TranslationDataset | CachedDataset, batch_size: int, bu
                                      max_tokens, seed=seed, sort_by=sort_by)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=pad, **workers)
     if bucket:
-        sampler = BucketBatchSampler(dataset.bucket_keys(sort_by), batch_size, seed=seed)
+        sampler = BucketBatchSampler(dataset.bucket_keys(sort_by), batch_size, seed=seed,
+                                     num_replicas=num_replicas, rank=rank)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=pad, **workers)
+    if num_replicas > 1:
+        raise ValueError("several processes need length buckets (bucket=True): they give "
+                         "every process the same number of batches")
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=pad, generator=gen,
                       **workers)

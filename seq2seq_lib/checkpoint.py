@@ -41,17 +41,17 @@ def library_version() -> str:
 def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], info: CheckpointInfo,
                     train_cfg: TrainConfig, history: list[dict[str, float]], epoch: int,
                     optimizer_state: dict[str, Any] | None = None,
-                    scaler_state: dict[str, Any] | None = None) -> Path:
+                    scaler_state: dict[str, Any] | None = None,
+                    extra: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint to a temporary file in the same folder, then rename it into place.
 
     :param model_state: the weights (``model.state_dict()``, or a kept copy of the best ones).
     :param epoch: the epoch those weights come from.
     :param scaler_state: the fp16 gradient scaler's state, so a resumed run keeps its scale.
+    :param extra: more entries (plain data and tensors), e.g. the trainer's ``trainer_state``.
     The file gets the permissions of any new file of the user (umask), not the temporary
     file's private 0600.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "library_version": library_version(),
@@ -70,6 +70,32 @@ def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], info
         payload["scaler_state"] = scaler_state
     if info.truecaser is not None:
         payload["truecaser"] = info.truecaser.to_dict()
+    payload.update(extra or {})
+    return _write_atomically(path, payload)
+
+
+def rewrite_history(path: str | Path, history: list[dict[str, float]],
+                    source: str | Path | None = None) -> Path:
+    """Replace the history stored in the checkpoint at ``path`` (atomically), keeping the rest:
+    the best weights are written when found, their history is complete only at the end.
+
+    :param source: read the checkpoint from this file instead (a copy with the new history).
+    """
+    raw = torch.load(Path(source or path), map_location="cpu", weights_only=True)
+    raw["history"] = [dict(r) for r in history]
+    return _write_atomically(path, raw)
+
+
+def last_checkpoint_path(path: str | Path) -> Path:
+    """Where the *last* state goes beside the *best* checkpoint ``path``:
+    ``checkpoints/model.pt`` → ``checkpoints/model.last.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.last{path.suffix or '.pt'}")
+
+
+def _write_atomically(path: str | Path, payload: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -94,7 +120,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint with ``weights_only=True`` and rebuild its vocabularies and configs.
 
     The returned dict has ``info`` (:class:`CheckpointInfo`), ``train_cfg``, ``model_state``,
-    ``history``, ``epoch`` and, when saved, ``optimizer_state``.
+    ``history``, ``epoch`` and, when saved, ``optimizer_state``, ``scaler_state`` and the
+    trainer's ``trainer_state`` (see :mod:`seq2seq_lib.trainer`).
     """
     path = Path(path)
     if not path.is_file():

@@ -72,9 +72,36 @@ def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.A
                    help="mixed precision: bf16 where native, else fp16 on a CUDA GPU (an alias)")
     g.add_argument("--resume", metavar="CKPT",
                    help="continue training from this checkpoint, with its vocabularies and "
-                        "data and model settings (training flags given here still apply)")
+                        "data and model settings (training flags given here still apply): "
+                        "MODEL.last.pt continues exactly where the run stopped, MODEL.pt from "
+                        "its best validation")
+    g = tr.add_argument_group("validation, schedule and stopping")
+    g.add_argument("--valid-every", type=int, default=0, metavar="N",
+                   help="also validate and write the checkpoints every N steps (default 0: "
+                        "once per epoch)")
+    g.add_argument("--valid-bleu-sample", type=int, default=500, metavar="N",
+                   help="greedy BLEU on N validation pairs at every validation, 0 = none "
+                        "(default 500)")
+    g.add_argument("--best-metric", choices=["loss", "bleu"], default="loss",
+                   help="which validation keeps the best checkpoint: lowest loss or highest "
+                        "BLEU (default loss)")
+    g.add_argument("--lr-schedule", choices=["none", "plateau"], default="none",
+                   help="plateau: multiply the learning rate by --lr-factor when the best "
+                        "metric stops improving (default none)")
+    g.add_argument("--lr-factor", type=float, default=0.5, help="plateau factor (default 0.5)")
+    g.add_argument("--lr-patience", type=int, default=0, metavar="N",
+                   help="plateau: validations without improvement tolerated before each cut "
+                        "(default 0)")
+    g.add_argument("--patience", type=int, default=0, metavar="N",
+                   help="early stopping: end after N validations without a new best "
+                        "(default 0: off)")
+    g.add_argument("--max-minutes", type=float, metavar="M",
+                   help="time budget: stop after the step that crosses M minutes, keeping the "
+                        "best checkpoint")
     g = tr.add_argument_group("output")
-    g.add_argument("--out", default="checkpoints/model.pt", help="checkpoint path (default %(default)s)")
+    g.add_argument("--out", default="checkpoints/model.pt",
+                   help="best checkpoint (default %(default)s); the last state goes beside it "
+                        "(model.last.pt)")
     g.add_argument("--plot", metavar="PNG", help="also save the loss curves to this PNG file")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_decode_args(tr)  # how the test BLEU and the samples at the end are decoded
@@ -156,7 +183,14 @@ _MODEL_FLAGS = {"--emb-dim": "emb_dim", "--hid-dim": "hid_dim", "--n-layers": "n
 _TRAIN_FLAGS = {"epochs": ("--epochs", "epochs"), "batch_size": ("--batch-size", "batch_size"),
                 "lr": ("--lr", "lr"), "clip": ("--clip", "clip"),
                 "teacher_forcing_ratio": ("--teacher-forcing", "teacher_forcing"),
-                "device": ("--device", "device"), "precision": ("--precision", "precision")}
+                "device": ("--device", "device"), "precision": ("--precision", "precision"),
+                "valid_every": ("--valid-every", "valid_every"),
+                "valid_bleu_sample": ("--valid-bleu-sample", "valid_bleu_sample"),
+                "best_metric": ("--best-metric", "best_metric"),
+                "lr_schedule": ("--lr-schedule", "lr_schedule"),
+                "lr_factor": ("--lr-factor", "lr_factor"),
+                "lr_patience": ("--lr-patience", "lr_patience"),
+                "patience": ("--patience", "patience"), "max_minutes": ("--max-minutes", "max_minutes")}
 
 
 def _resumed_configs(args: argparse.Namespace, explicit: set[str]):
@@ -164,7 +198,7 @@ def _resumed_configs(args: argparse.Namespace, explicit: set[str]):
     flags given on this command line; a data or model flag that contradicts it is refused."""
     from dataclasses import replace
 
-    from .checkpoint import load_checkpoint
+    from .checkpoint import last_checkpoint_path, load_checkpoint
 
     ckpt = load_checkpoint(args.resume)
     info = ckpt["info"]
@@ -183,35 +217,70 @@ def _resumed_configs(args: argparse.Namespace, explicit: set[str]):
              if flag in explicit or (flag == "--precision" and "--amp" in explicit)}
     if "--no-bucket" in explicit:
         given["bucket"] = False
-    train_cfg = replace(ckpt["train_cfg"], checkpoint_path=args.out, **given)
+    train_cfg = replace(ckpt["train_cfg"], checkpoint_path=args.out,
+                        last_checkpoint_path=str(last_checkpoint_path(args.out)), **given)
     return info, train_cfg
 
 
 def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> None:
-    from dataclasses import replace
+    """Train; under ``torchrun`` every process runs this, and only the first one prints and
+    writes (the others' standard output is discarded)."""
+    import contextlib
+    import os
 
-    from .config import ModelConfig, TrainConfig
-    from .course import train_translator
-    from .pipeline import prepare_data
-    from .plots import plot_history
+    from .parallel import init_distributed, shutdown_distributed
 
     _check_beam(args)
-    vocabs = None
+    configs = _train_configs(args, explicit)  # refuse senseless settings before anything else
+    ctx, device = init_distributed(args.device)
+    try:
+        with contextlib.ExitStack() as stack:
+            if not ctx.is_main:
+                devnull = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))
+                stack.enter_context(contextlib.redirect_stdout(devnull))
+            _train_and_report(args, *configs, ctx, device)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _train_configs(args: argparse.Namespace, explicit: set[str]):
+    """(data, model, train configs, vocabularies or None) from the flags or the checkpoint."""
+    from dataclasses import replace
+
+    from .checkpoint import last_checkpoint_path
+    from .config import ModelConfig, TrainConfig
+
     if args.resume:
         info, train_cfg = _resumed_configs(args, explicit)
-        data_cfg, model_cfg, vocabs = info.data_cfg, info.model_cfg, (info.src_vocab,
-                                                                      info.trg_vocab)
+        return info.data_cfg, info.model_cfg, train_cfg, (info.src_vocab, info.trg_vocab)
+    data_cfg = replace(_data_config(args), min_freq=args.min_freq, max_size=args.max_size,
+                       zh_tokens=args.zh_tokens)
+    model_cfg = ModelConfig(args.emb_dim, args.hid_dim, args.n_layers, args.dropout,
+                            args.bidirectional, args.attention)
+    train_cfg = TrainConfig(**{name: getattr(args, dest) for name, (_, dest) in _TRAIN_FLAGS.items()},
+                            bucket=not args.no_bucket, seed=args.seed, checkpoint_path=args.out,
+                            last_checkpoint_path=str(last_checkpoint_path(args.out)))
+    return data_cfg, model_cfg, train_cfg, None
+
+
+def _train_and_report(args, data_cfg, model_cfg, train_cfg, vocabs, ctx, device) -> None:
+    from tqdm.auto import tqdm
+
+    from .pipeline import prepare_data
+    from .plots import plot_history
+    from .recipe import train_model
+    from .translator import Translator
+
+    if args.resume:
         print(f"resuming {args.resume}: its vocabularies, data and model settings")
-    else:
-        data_cfg = replace(_data_config(args), min_freq=args.min_freq, max_size=args.max_size,
-                           zh_tokens=args.zh_tokens)
-        model_cfg = ModelConfig(args.emb_dim, args.hid_dim, args.n_layers, args.dropout,
-                                args.bidirectional, args.attention)
-        train_cfg = TrainConfig(args.epochs, args.batch_size, args.lr, args.clip,
-                                args.teacher_forcing, not args.no_bucket, args.seed, args.device,
-                                args.precision, args.out)
+    if ctx.enabled:
+        print(f"{ctx.world_size} processes (torchrun), {train_cfg.batch_size} sentences per "
+              f"batch in each: {ctx.world_size * train_cfg.batch_size} per step")
     t0 = time.perf_counter()
     if args.data_dir:  # a preprocessed cache: its own settings replace the data flags
+        if ctx.enabled:
+            raise ValueError("--data-dir does not share its batches among torchrun processes "
+                             "yet: train from a cache in one process")
         data = _cached_training_data(args)
         data_cfg = data.data_config()
         print(data.summary(), f"\n(opened in {time.perf_counter() - t0:.1f} s)")
@@ -219,27 +288,38 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> Non
         _check_no_cache_args(args)
         data = prepare_data(data_cfg, vocabs=vocabs)
         print(data.summary(), f"\n(tokenized in {time.perf_counter() - t0:.1f} s)")
+    vocabularies = ctx.gather((data.src_vocab.itos, data.trg_vocab.itos))
+    if any(v != vocabularies[0] for v in vocabularies):
+        raise ValueError("the training processes built different vocabularies from the corpus")
 
-    def log(record, history):
-        print(f"epoch {int(record['epoch']):3d}  train {record['train_loss']:.3f}  "
-              f"valid {record['valid_loss']:.3f} (ppl {record['valid_ppl']:.1f})  "
-              f"{record['seconds']:.1f} s  {record['tokens_per_s']:.0f} tok/s", flush=True)
+    def log(trainer) -> None:
+        r = trainer.record
+        bleu = f"  BLEU {r['valid_bleu']:5.2f}" if "valid_bleu" in r else ""
+        lr = f"  lr {r['lr']:.2g}" if train_cfg.lr_schedule != "none" else ""
+        best = "  (best)" if trainer.state.best_step == r["step"] else ""
+        tqdm.write(f"epoch {int(r['epoch']):3d}  step {int(r['step']):6d}  "
+                   f"train {r['train_loss']:.3f}  valid {r['valid_loss']:.3f} "
+                   f"(ppl {r['valid_ppl']:.1f}){bleu}{lr}  {r['seconds']:.1f} s  "
+                   f"{r['tokens_per_s']:.0f} tok/s{best}", file=sys.stdout)  # above the bar
+        sys.stdout.flush()
 
-    if args.quiet:  # fit prints this banner itself when it shows progress
-        from .device import choose_device, describe_device, resolve_precision
-
-        device = choose_device(train_cfg.device, verbose=False)
-        print(f"{describe_device(device)} · {resolve_precision(train_cfg.precision, device)}")
-    translator, result = train_translator(data, data_cfg, model_cfg, train_cfg, callbacks=[log],
-                                          resume_from=args.resume, progress=not args.quiet)
+    model, result = train_model(data, data_cfg, model_cfg, train_cfg, dist=ctx, device=device,
+                                hooks={"on_validation": [log]}, resume_from=args.resume,
+                                progress=not args.quiet)
+    if not ctx.is_main:
+        return
     train_s = sum(r["seconds"] for r in result.history)
-    print(f"stopped: {result.stopped}; best epoch {result.best_epoch} "
-          f"(valid loss {result.best_valid_loss:.3f}); training time {train_s:.0f} s; "
-          f"checkpoint: {result.checkpoint}")
+    best = (f"valid loss {result.best_valid_loss:.3f}" if result.best_metric == "loss"
+            else f"valid BLEU {result.best_score:.2f}")
+    print(f"stopped: {result.stopped}; best epoch {result.best_epoch}, step {result.best_step} "
+          f"({best}); training time {train_s:.0f} s; checkpoint: {result.checkpoint}"
+          + (f" (last state: {result.last_checkpoint})" if result.last_checkpoint else ""))
     if args.plot:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_history(result.history).savefig(args.plot, dpi=120)
         print(f"loss curves: {args.plot}")
+    translator = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg, device,
+                            data.truecaser, train_cfg.precision)
     test_pairs = data.test_pairs if args.data_dir else data.splits.test
     _report(translator, test_pairs, 3, "test", args.beam, args.length_penalty)
     print("sample translations:")
@@ -379,13 +459,13 @@ def main(argv: Sequence[str] | None = None) -> int:
              "preprocess": cmd_preprocess}[args.command](args)
     except ConfigError as exc:
         flag = _TRAIN_FLAGS.get(exc.field, ("--" + exc.field.replace("_", "-"),))[0]
-        print(f"error: {flag} {exc.message}", file=sys.stderr)
+        _say(f"error: {flag} {exc.message}")
         return 2
     except (CorpusError, CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return 2
     except TrainingError as exc:
-        print(f"training stopped: {exc}", file=sys.stderr)
+        _say(f"training stopped: {exc}")
         return 1
     return 0
 
@@ -511,3 +591,11 @@ def _evaluate_cache(args: argparse.Namespace, translator) -> None:
                          translator.device)
     print(f"{args.split} loss = {loss:.3f}, perplexity = {perplexity(loss):.1f}  ({data.path})")
     _report(translator, pairs, args.examples, args.split, args.beam, args.length_penalty)
+
+
+def _say(message: str) -> None:
+    """An error line on standard error, written once: by the first of several processes."""
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr)

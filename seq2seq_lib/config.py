@@ -98,7 +98,19 @@ class TrainConfig:
     device: str = "auto"
     # auto = bf16 autocast where the device computes it natively, fp32 elsewhere (see device.py)
     precision: Literal["auto", "fp32", "bf16", "fp16", "amp"] = "auto"
-    checkpoint_path: str | None = None
+    checkpoint_path: str | None = None  # the best state (by best_metric) is kept here
+    # the state after the latest validation, to resume a run exactly where it stopped
+    last_checkpoint_path: str | None = None
+    valid_every: int = 0  # also validate and checkpoint every this many steps (0: per epoch only)
+    # learning-rate schedule: "plateau" multiplies lr by lr_factor after lr_patience + 1
+    # validations in a row without a new best (torch's ReduceLROnPlateau)
+    lr_schedule: Literal["none", "plateau"] = "none"
+    lr_factor: float = 0.5
+    lr_patience: int = 0
+    patience: int = 0  # early stopping: end after this many validations without a new best (0: off)
+    best_metric: Literal["loss", "bleu"] = "loss"  # what "best" means: lower loss or higher BLEU
+    valid_bleu_sample: int = 0  # greedy BLEU on this many validation pairs at each validation
+    max_minutes: float | None = None  # time budget: stop after the step that crosses it
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
@@ -109,6 +121,21 @@ class TrainConfig:
                "must be between 0 and 1", self.teacher_forcing_ratio)
         _check(self.precision in ("auto", "fp32", "bf16", "fp16", "amp"), "precision",
                "must be auto, fp32, bf16 or fp16", self.precision)
+        _check(self.valid_every >= 0, "valid_every", "must be 0 (per epoch) or positive",
+               self.valid_every)
+        _check(self.lr_schedule in ("none", "plateau"), "lr_schedule", "must be none or plateau",
+               self.lr_schedule)
+        _check(0 < self.lr_factor < 1, "lr_factor", "must be between 0 and 1", self.lr_factor)
+        _check(self.lr_patience >= 0, "lr_patience", "must be 0 or more", self.lr_patience)
+        _check(self.patience >= 0, "patience", "must be 0 (off) or more", self.patience)
+        _check(self.best_metric in ("loss", "bleu"), "best_metric", "must be loss or bleu",
+               self.best_metric)
+        _check(self.valid_bleu_sample >= 0, "valid_bleu_sample", "must be 0 (off) or more",
+               self.valid_bleu_sample)
+        _check(self.best_metric != "bleu" or self.valid_bleu_sample > 0, "best_metric",
+               "bleu needs a validation BLEU (valid_bleu_sample > 0)", self.valid_bleu_sample)
+        _check(self.max_minutes is None or self.max_minutes > 0, "max_minutes",
+               "must be positive", self.max_minutes)
 
 
 def demo_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:

@@ -1,8 +1,9 @@
 """What the notebooks share: fast mode for the tests, the checkpoint folder, the training recipe
-(also used by the command line and the bench), load-or-train, the recipes of the models notebooks
-05-08 load (notebook 07's ablation among them), timed decoding runs, and the evidence cells
-need: library source shown in a notebook, one progress line per epoch, the library's training
-step on given batches, BLEU statistics counted from scratch and paired-bootstrap intervals.
+as a :class:`Translator` (``train_translator``, over :mod:`seq2seq_lib.recipe`, which the command
+line and the bench use), load-or-train, the recipes of the models notebooks 05-08 load (notebook
+07's ablation among them), timed decoding runs, and the evidence cells need: library source shown
+in a notebook, one progress line per epoch, the library's training step on given batches, BLEU
+statistics counted from scratch and paired-bootstrap intervals.
 
 Fast mode (environment variable ``SEQ2SEQ_FAST=1``) shrinks data, model and epochs so the test
 suite can execute every notebook in seconds; learners never need it.
@@ -23,16 +24,17 @@ from typing import Any, TypeVar
 
 import torch
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
-from torch.utils.data import DataLoader
 
-from .batching import Batch, make_loader
-from .checkpoint import CheckpointInfo, load_checkpoint
+from .batching import Batch
+from .checkpoint import load_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
 from .metrics import PairedBootstrap, corpus_bleu, length_bin_labels, paired_bootstrap
-from .models import Seq2Seq, build_model
+from .models import Seq2Seq
 from .pipeline import PreparedData, prepare_data
-from .train import FitResult, batch_loss, fit, set_seed
+from .recipe import VALID_BATCH_SIZE, make_loaders, new_model, train_model  # noqa: F401 (kept here)
+from .train import batch_loss
+from .trainer import FitResult, fit
 from .translator import Translator
 
 T = TypeVar("T")
@@ -73,37 +75,17 @@ def checkpoint_path(name: str) -> Path:
     return folder / name
 
 
-VALID_BATCH_SIZE = 256  # evaluation only: larger batches are faster and change nothing
-
-
-def new_model(data: PreparedData, model_cfg: ModelConfig, seed: int = 0) -> Seq2Seq:
-    """A freshly initialised model sized for ``data``'s vocabularies (seeded, so a run repeats)."""
-    set_seed(seed)
-    return build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab),
-                       pad_id=data.src_vocab.pad_id)
-
-
-def make_loaders(data: PreparedData, train_cfg: TrainConfig) -> tuple[DataLoader, DataLoader]:
-    """The training loader (length buckets, reshuffled every epoch) and the validation loader."""
-    train_loader = make_loader(data.train, train_cfg.batch_size, bucket=train_cfg.bucket,
-                               seed=train_cfg.seed)
-    valid_loader = make_loader(data.valid, VALID_BATCH_SIZE, bucket=False, shuffle=False)
-    return train_loader, valid_loader
-
-
 def train_translator(data: PreparedData, data_cfg: DataConfig, model_cfg: ModelConfig,
                      train_cfg: TrainConfig, **fit_kwargs: Any) -> tuple[Translator, FitResult]:
-    """The course's training recipe: a seeded new model, :func:`make_loaders`, :func:`fit`.
+    """The course's training recipe (:func:`seq2seq_lib.recipe.train_model`: a seeded new model,
+    :func:`make_loaders`, :func:`~seq2seq_lib.trainer.fit`), wrapped in a :class:`Translator`.
 
-    :param fit_kwargs: passed on to :func:`fit` (``callbacks``, ``stop``, ``loss_fn``,
+    :param fit_kwargs: passed on to ``fit`` (``callbacks``, ``stop``, ``loss_fn``,
         ``progress``, ``device``).
     :return: a :class:`Translator` holding the best weights, and what ``fit`` reported. The
         checkpoint is written when ``train_cfg.checkpoint_path`` is set.
     """
-    model = new_model(data, model_cfg, train_cfg.seed)
-    train_loader, valid_loader = make_loaders(data, train_cfg)
-    info = CheckpointInfo(data.src_vocab, data.trg_vocab, data_cfg, model_cfg, data.truecaser)
-    result = fit(model, train_loader, valid_loader, train_cfg, info, **fit_kwargs)
+    model, result = train_model(data, data_cfg, model_cfg, train_cfg, **fit_kwargs)
     return Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg,
                       truecaser=data.truecaser, precision=train_cfg.precision), result
 

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .config import ModelConfig
+from .interface import DecoderBase, Encoded
 
-
-@dataclass
-class Encoded:
-    """What the encoder hands to the decoder.
-
-    ``outputs``: [src_len, batch, enc_dim] (zero at padded positions);
-    ``hidden``: [n_layers, batch, hid_dim], the context vector the decoder starts from;
-    ``mask``: [batch, src_len], True at real (non-pad) source positions;
-    ``cache``: values a decoder computes once per source batch and reuses at every step
-    (the attention decoder keeps its projected keys here).
-    """
-
-    outputs: torch.Tensor
-    hidden: torch.Tensor
-    mask: torch.Tensor
-    cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+__all__ = ["Decoder", "DecoderBase", "Encoded", "Encoder", "Seq2Seq", "count_parameters"]
 
 
 class Encoder(nn.Module):
@@ -59,14 +43,12 @@ class Encoder(nn.Module):
         return Encoded(outputs, hidden, mask)
 
 
-class Decoder(nn.Module):
+class Decoder(DecoderBase):
     """Embedding → dropout → GRU → linear layer over the target vocabulary.
 
     :meth:`forward` reads any number of target steps in one GRU call; the logits come from
     :meth:`project`, so training can project only the non-pad positions.
     """
-
-    has_attention = False
 
     def __init__(self, vocab_size: int, emb_dim: int, hid_dim: int, n_layers: int,
                  dropout: float, pad_id: int = 1):
@@ -89,15 +71,11 @@ class Decoder(nn.Module):
         states, hidden = self.rnn(embedded, hidden)  # states: [steps, batch, hid_dim]
         return states, hidden, None
 
-    def project(self, states: torch.Tensor) -> torch.Tensor:
-        """Logits over the target vocabulary: [..., hid_dim] → [..., vocab_size]."""
-        return self.fc_out(states)
-
 
 class Seq2Seq(nn.Module):
     """Encoder + decoder. ``logits[t]`` is the prediction for ``trg[t + 1]``."""
 
-    def __init__(self, encoder: Encoder, decoder: nn.Module):
+    def __init__(self, encoder: Encoder, decoder: DecoderBase):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -115,21 +93,30 @@ class Seq2Seq(nn.Module):
         return states, attn
 
     def forward(self, src: torch.Tensor, src_lens: torch.Tensor, trg: torch.Tensor,
-                teacher_forcing_ratio: float = 1.0, fused: bool | None = None) -> torch.Tensor:
-        """Score a target sentence.
+                teacher_forcing_ratio: float = 1.0, fused: bool | None = None,
+                pad_id: int | None = None) -> torch.Tensor:
+        """Score a target sentence: everything the loss needs, in one call.
+
+        The training step calls the model only through this method (never its parts), so a
+        wrapped model (``DistributedDataParallel``) trains unchanged.
 
         :param src: [src_len, batch]; :param src_lens: [batch]; :param trg: [trg_len, batch].
         :param teacher_forcing_ratio: probability of feeding the true previous word at a step.
         :param fused: force (True) or forbid (False) the one-call path; by default it is used
             exactly when ``teacher_forcing_ratio >= 1``.
-        :return: logits [trg_len - 1, batch, trg_vocab]; row t predicts ``trg[t + 1]``.
+        :param pad_id: return only the rows the loss scores: the positions where ``trg[1:]`` is
+            not ``pad_id``, in the order of ``trg[1:][trg[1:] != pad_id]``. On the fused path
+            only those states are projected onto the vocabulary (the largest matrix product).
+        :return: logits [trg_len - 1, batch, trg_vocab], row t predicting ``trg[t + 1]``; with
+            ``pad_id``, logits [n_tokens, trg_vocab] of the real target words.
         """
         enc = self.encode(src, src_lens)
         if fused is None:
             fused = teacher_forcing_ratio >= 1.0
+        mask = trg[1:] != pad_id if pad_id is not None else None  # [trg_len - 1, batch]
         if fused:
-            states, _ = self.decode_states(enc, trg[:-1])
-            return self.decoder.project(states)
+            states, _ = self.decode_states(enc, trg[:-1])  # [trg_len - 1, batch, hid]
+            return self.decoder.project(states if mask is None else states[mask])
         hidden = enc.hidden
         inp = trg[0]  # [batch], all <sos>
         steps = []
@@ -139,24 +126,8 @@ class Seq2Seq(nn.Module):
             steps.append(logits)
             teacher = random.random() < teacher_forcing_ratio
             inp = trg[t + 1] if teacher else logits.argmax(-1)
-        return torch.stack(steps)  # [trg_len - 1, batch, trg_vocab]
-
-
-def build_model(cfg: ModelConfig, src_vocab_size: int, trg_vocab_size: int,
-                pad_id: int = 1) -> Seq2Seq:
-    """A :class:`Seq2Seq` whose embedding and output sizes come from the vocabularies."""
-    encoder = Encoder(src_vocab_size, cfg.emb_dim, cfg.hid_dim, cfg.n_layers, cfg.dropout,
-                      bidirectional=cfg.bidirectional, pad_id=pad_id)
-    if cfg.attention == "none":
-        decoder: nn.Module = Decoder(trg_vocab_size, cfg.emb_dim, cfg.hid_dim, cfg.n_layers,
-                                     cfg.dropout, pad_id=pad_id)
-    else:
-        from .attention import AttentionDecoder
-
-        decoder = AttentionDecoder(trg_vocab_size, cfg.emb_dim, cfg.hid_dim, cfg.n_layers,
-                                   cfg.dropout, enc_dim=encoder.out_dim, kind=cfg.attention,
-                                   pad_id=pad_id)
-    return Seq2Seq(encoder, decoder)
+        logits = torch.stack(steps)  # [trg_len - 1, batch, trg_vocab]
+        return logits if mask is None else logits[mask]
 
 
 def count_parameters(model: nn.Module) -> list[tuple[str, tuple[int, ...], int]]:

@@ -43,14 +43,19 @@ def _grouped_bars(ax: Axes, n_groups: int, values_by_name: dict[str, Sequence[fl
 
 def plot_history(history: Sequence[dict[str, float]], ax: Axes | None = None,
                  title: str = "loss per epoch") -> Figure:
-    """Train and validation loss per epoch on one axis; returns the figure."""
+    """Train and validation loss per epoch on one axis; returns the figure.
+
+    A record validated in the middle of an epoch (``TrainConfig.valid_every``) is drawn where
+    it was taken: at its ``progress`` (epochs done, e.g. 2.5).
+    """
     fig, ax = _figure_and_axes(ax, (6, 3.5))
-    epochs = [r["epoch"] for r in history]
+    epochs = [r.get("progress", r["epoch"]) for r in history]
     ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     ax.plot(epochs, [r["valid_loss"] for r in history], "s-", label="valid")
     if history:
         best = min(history, key=lambda r: r["valid_loss"])
-        ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label=f"best (epoch {best['epoch']})")
+        ax.axvline(best.get("progress", best["epoch"]), color="grey", ls=":", lw=1,
+                   label=f"best (epoch {best['epoch']})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 2.5" ticks
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy")

@@ -9,13 +9,14 @@ import torch
 from sacrebleu.metrics import BLEUScore
 
 from .batching import collate
+from .builders import build_model
 from .checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
 from .decode import Hypothesis, beam_search, greedy_decode
 from .device import PrecisionChoice, autocast, choose_device, resolve_precision
 from .metrics import corpus_bleu
-from .models import Seq2Seq, build_model
+from .models import Seq2Seq
 from .pipeline import zh_mode
 from .tokenize import detokenize_en, load_user_dict, tokenize_zh
 from .truecase import TrueCaser

@@ -1,7 +1,8 @@
 """ipywidgets for the notebooks: a hyper-parameter panel, a training dashboard, a translate box,
 a vocabulary explorer and a decoding lab (greedy vs beam search, with the attention heat-map).
 
-Thin wiring over :mod:`seq2seq_lib.course` (the training recipe) and :class:`Translator`. What
+Thin wiring over :mod:`seq2seq_lib.recipe` and :mod:`seq2seq_lib.trainer` (the training recipe,
+the trainer's callbacks, a background run) and :class:`Translator`. What
 each button does is also a method (``train()``, ``stop()``, ``wait()``, ``translate()``), so a
 notebook cell or a test can drive the widgets without a browser.
 """
@@ -10,23 +11,22 @@ from __future__ import annotations
 
 import html
 import io
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import ipywidgets as widgets
-import torch
-from torch.utils.data import DataLoader
 
 from .checkpoint import CheckpointInfo
 from .config import DataConfig, ModelConfig, TrainConfig
-from .course import make_loaders, new_model
 from .device import choose_device, describe_device
 from .models import Seq2Seq
 from .pipeline import PreparedData
 from .plots import plot_attention, plot_history, plot_unk_curve
-from .train import EpochRecord, FitResult, fit
+from .recipe import make_loaders, new_model
+from .runner import BackgroundRun
+from .train import EpochRecord
+from .trainer import FitResult, Trainer
 from .translator import Translator
 from .vocab import unk_rate_curve, vocab_stats
 
@@ -99,38 +99,29 @@ class HyperParameterPanel(widgets.VBox):
         return model_cfg, train_cfg
 
 
-class _CountingLoader:
-    """Iterates exactly like ``loader`` and reports each batch number to ``on_batch``."""
-
-    def __init__(self, loader: DataLoader, on_batch: Callable[[int], None]):
-        self.loader = loader
-        self.on_batch = on_batch
-        self.batch_sampler = getattr(loader, "batch_sampler", None)  # fit() sets its epoch
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[Any]:
-        for step, batch in enumerate(self.loader, start=1):
-            yield batch
-            self.on_batch(step)
-
-
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     return buf.getvalue()
 
 
+STOPPED = {"finished": "finished", "stop-event": "stopped by the Stop button",
+           "callback": "stopped by a callback", "interrupted": "interrupted",
+           "early-stopping": "stopped early (the validation loss no longer improved)",
+           "time-budget": "stopped at the time budget"}
+
+
 class TrainingDashboard(widgets.VBox):
     """Train / Stop buttons, progress bars, a loss plot redrawn after every epoch, sample output.
 
-    Training runs in a background thread, so the kernel stays free and the Stop button works;
-    Stop ends training after the current batch (the best weights are kept). ``wait()`` blocks
-    until training is over and returns the :class:`FitResult`; afterwards ``translator`` holds
-    the trained model and the best epoch is saved at ``TrainConfig.checkpoint_path``. While a
-    cell blocks in ``wait()`` the kernel handles no button clicks: interrupting the kernel then
-    stops training the same clean way.
+    The view of a :class:`~seq2seq_lib.runner.BackgroundRun` (the training thread, its stop
+    event, result and error): it draws from the trainer's callbacks (``on_step`` moves the batch
+    bar, ``on_validation`` redraws the plot and the samples). Training runs in the background,
+    so the kernel stays free and the Stop button works; Stop ends training after the current
+    batch (the best weights are kept). ``wait()`` blocks until training is over and returns the
+    :class:`FitResult`; afterwards ``translator`` holds the trained model and the best epoch is
+    saved at ``TrainConfig.checkpoint_path``. While a cell blocks in ``wait()`` the kernel
+    handles no button clicks: interrupting the kernel then stops training the same clean way.
 
     :param panel: where the settings come from (a default :class:`HyperParameterPanel` if None).
     :param samples: Chinese sentences translated after every epoch, to watch the model learn.
@@ -145,6 +136,7 @@ class TrainingDashboard(widgets.VBox):
         self.samples = list(samples)
         self.device = device
         self.fit_kwargs = fit_kwargs  # e.g. loss_fn=...
+        self.run = BackgroundRun()
         self.train_button = widgets.Button(description="Train", icon="play", button_style="success")
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger",
                                           disabled=True)
@@ -156,13 +148,9 @@ class TrainingDashboard(widgets.VBox):
         self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="520px"))
         self.sample_box = widgets.HTML()
         self.history: list[EpochRecord] = []
-        self.result: FitResult | None = None
-        self.error: BaseException | None = None
         self.model: Seq2Seq | None = None
         self.translator: Translator | None = None
         self.plot_updates = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         super().__init__([self.panel, widgets.HBox([self.train_button, self.stop_button]),
                           widgets.HBox([self.epoch_bar, self.batch_bar]), self.status,
                           self.plot, self.sample_box])
@@ -172,7 +160,15 @@ class TrainingDashboard(widgets.VBox):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self.run.running
+
+    @property
+    def result(self) -> FitResult | None:
+        return self.run.result
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.run.error
 
     def train(self) -> None:
         """Start training a new model with the panel's current settings (in the background)."""
@@ -182,23 +178,28 @@ class TrainingDashboard(widgets.VBox):
         device = choose_device(self.device or train_cfg.device, verbose=False)
         self.model = new_model(self.data, model_cfg, train_cfg.seed)
         train_loader, valid_loader = make_loaders(self.data, train_cfg)
-        self.history, self.result, self.error, self.translator = [], None, None, None
-        self.plot_updates = 0
-        self._stop.clear()
+        info = CheckpointInfo(self.data.src_vocab, self.data.trg_vocab, self.data_cfg, model_cfg,
+                              self.data.truecaser)
+        trainer = Trainer(self.model, train_loader, valid_loader, train_cfg, info, device=device,
+                          progress=False, stop=self.run.stop_event, **self.fit_kwargs)
+        translator = Translator(self.model, self.data.src_vocab, self.data.trg_vocab,
+                                self.data_cfg, model_cfg, device, self.data.truecaser,
+                                train_cfg.precision)
+        trainer.add_callback("on_step", self._on_step)
+        trainer.add_callback("on_validation", lambda t: self._on_validation(t, translator))
+        self.history, self.translator, self.plot_updates = [], None, 0
         self.epoch_bar.value, self.epoch_bar.max = 0, train_cfg.epochs
         self.batch_bar.value, self.batch_bar.max = 0, len(train_loader)
         self.status.value = (f"training on {html.escape(describe_device(device))}: "
                              f"{sum(p.numel() for p in self.model.parameters()):,} parameters")
         self.panel.set_disabled(True)
         self.train_button.disabled, self.stop_button.disabled = True, False
-        args = (model_cfg, train_cfg, device, _CountingLoader(train_loader, self._on_batch),
-                valid_loader)
-        self._thread = threading.Thread(target=self._run, args=args, daemon=True)
-        self._thread.start()
+        self.run.start(lambda stop: trainer.fit(),
+                       on_done=lambda run: self._on_done(run, translator, train_cfg))
 
     def stop(self) -> None:
         """Ask training to end after the current batch."""
-        self._stop.set()
+        self.run.stop()
         if self.running:
             self.status.value += " · stopping after this batch…"
 
@@ -207,60 +208,39 @@ class TrainingDashboard(widgets.VBox):
 
         Interrupting the kernel while waiting stops training cleanly, like the Stop button.
         """
-        if self._thread is None:
-            raise RuntimeError("nothing to wait for: call train() (or press Train) first")
-        try:
-            self._thread.join(timeout)
-        except KeyboardInterrupt:
-            self.stop()
-            self._thread.join()
-        if self.running:
-            raise TimeoutError(f"training still running after {timeout} s")
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
+        return self.run.wait(timeout)
 
-    def _run(self, model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device,
-             train_loader: _CountingLoader, valid_loader: DataLoader) -> None:
-        assert self.model is not None
-        info = CheckpointInfo(self.data.src_vocab, self.data.trg_vocab, self.data_cfg, model_cfg,
-                              self.data.truecaser)
-        translator = Translator(self.model, self.data.src_vocab, self.data.trg_vocab,
-                                self.data_cfg, model_cfg, device, self.data.truecaser,
-                                train_cfg.precision)
-        status = "training ended"
-        try:
-            self.result = fit(self.model, train_loader, valid_loader, train_cfg, info,
-                              callbacks=[lambda r, h: self._on_epoch(translator, r, h)],
-                              stop=self._stop, progress=False, device=device, **self.fit_kwargs)
-            self.history = self.result.history
-            if self.plot_updates < len(self.history):  # an epoch cut short by Stop
-                self._draw()
-            self.translator = translator
-            self._show_samples(translator)  # the best weights are back in the model now
-            status = self._summary(self.result, train_cfg)
-        except Exception as exc:  # noqa: BLE001 - shown in the dashboard, re-raised by wait()
-            self.error = exc
-            status = f"<span style='color:#b00'>training failed: {html.escape(str(exc))}</span>"
-        finally:  # buttons first, so the final message is shown with the final button states
-            self.panel.set_disabled(False)
-            self.train_button.disabled, self.stop_button.disabled = False, True
-            self.status.value = status
+    def _on_step(self, trainer: Trainer) -> None:
+        self.batch_bar.value = trainer.state.batch
 
-    def _on_batch(self, step: int) -> None:
-        self.batch_bar.value = step
-
-    def _on_epoch(self, translator: Translator, record: EpochRecord,
-                  history: list[EpochRecord]) -> None:
-        self.history = list(history)
-        self.epoch_bar.value = int(record["epoch"])
+    def _on_validation(self, trainer: Trainer, translator: Translator) -> None:
+        record = trainer.record
+        assert record is not None
+        self.history = list(trainer.state.history)
+        self.epoch_bar.value = int(record["epoch"]) - (trainer.state.batch < self.batch_bar.max)
         self._draw()
         self.status.value = (f"epoch {record['epoch']}/{self.epoch_bar.max} · "
                              f"train loss {record['train_loss']:.3f} · "
                              f"valid loss {record['valid_loss']:.3f} · "
                              f"{record['seconds']:.1f} s")
         self._show_samples(translator)
+
+    def _on_done(self, run: BackgroundRun, translator: Translator,
+                 train_cfg: TrainConfig) -> None:
+        if run.result is not None:
+            self.history = run.result.history
+            if self.plot_updates < len(self.history):
+                self._draw()
+            self.translator = translator
+            self._show_samples(translator)  # the best weights are back in the model now
+            status = self._summary(run.result)
+        else:
+            status = (f"<span style='color:#b00'>training failed: "
+                      f"{html.escape(str(run.error))}</span>")
+        # buttons first, so the final message is shown with the final button states
+        self.panel.set_disabled(False)
+        self.train_button.disabled, self.stop_button.disabled = False, True
+        self.status.value = status
 
     def _draw(self) -> None:
         self.plot.value = _png(plot_history(self.history))
@@ -274,12 +254,11 @@ class TrainingDashboard(widgets.VBox):
         self.sample_box.value = f"<ul>{rows}</ul>"
 
     @staticmethod
-    def _summary(result: FitResult, train_cfg: TrainConfig) -> str:
-        why = {"finished": "finished", "stop-event": "stopped by the Stop button",
-               "callback": "stopped by a callback", "interrupted": "interrupted"}[result.stopped]
+    def _summary(result: FitResult) -> str:
         saved = f", saved to {result.checkpoint.name}" if result.checkpoint else ""
-        return (f"{why} after {len(result.history)} epoch(s) in {result.seconds:.0f} s · "
-                f"best epoch {result.best_epoch} (valid loss {result.best_valid_loss:.3f}){saved}")
+        return (f"{STOPPED.get(result.stopped, result.stopped)} after {len(result.history)} "
+                f"epoch(s) in {result.seconds:.0f} s · best epoch {result.best_epoch} "
+                f"(valid loss {result.best_valid_loss:.3f}){saved}")
 
 
 EMPTY_MESSAGE = "请先输入一句中文。(Type a Chinese sentence first.)"

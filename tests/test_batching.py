@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from seq2seq_lib import BucketBatchSampler, collate, make_loader, padding_share
@@ -49,3 +50,36 @@ def test_buckets_sort_by_target_length_first(tiny_data):
         return sum(int((b.trg == Vocab.pad_id).sum()) for b in batches)
 
     assert trg_padding("target") <= trg_padding("source")
+
+
+def test_shards_of_the_buckets_have_equal_counts_and_cover_every_example():
+    """Each of 3 processes gets every 3rd batch of the same order; the order is filled up
+    with its own first batches, so the counts agree and no process waits at the last step."""
+    lengths = [i % 13 + 1 for i in range(250)]  # 8 batches of 32: not a multiple of 3
+    whole = list(BucketBatchSampler(lengths, 32, seed=4))
+    shards = [BucketBatchSampler(lengths, 32, seed=4, num_replicas=3, rank=r) for r in range(3)]
+    got = [list(s) for s in shards]
+    assert [len(g) for g in got] == [len(s) for s in shards] == [3, 3, 3]
+    interleaved = [b for step in zip(*got) for b in step]
+    assert interleaved == whole + whole[:1]  # 9 batches: the first one twice
+    assert sorted(i for b in interleaved[:8] for i in b) == list(range(250))
+    for s in shards:
+        s.set_epoch(2)
+    assert [b for step in zip(*map(list, shards)) for b in step] != interleaved
+
+
+def test_set_epoch_with_a_start_skips_the_batches_already_seen():
+    lengths = [i % 9 + 1 for i in range(100)]
+    s = BucketBatchSampler(lengths, 8, seed=2, num_replicas=2, rank=1)
+    s.set_epoch(3)
+    full = list(s)
+    s.set_epoch(3, start=4)
+    assert list(s) == full[4:] and len(s) == len(full) == 7
+
+
+def test_a_plain_loader_cannot_be_shared_by_several_processes(tiny_data):
+    _, data = tiny_data
+    with pytest.raises(ValueError, match="length buckets"):
+        make_loader(data.train, 4, bucket=False, num_replicas=2, rank=0)
+    loader = make_loader(data.train, 4, num_replicas=2, rank=1)
+    assert len(loader) == 3  # 20 pairs: 5 batches of 4, filled up to 6, 3 each

@@ -81,6 +81,10 @@ def test_bad_input_exits_nonzero_with_one_line(args, message):
     ("--dropout", "1.5", "--dropout must be in [0, 1), got 1.5"),
     ("--teacher-forcing", "2", "--teacher-forcing must be between 0 and 1, got 2.0"),
     ("--limit", "0", "--limit must be at least 1, got 0"),
+    ("--valid-every", "-1", "--valid-every must be 0 (per epoch) or positive, got -1"),
+    ("--patience", "-2", "--patience must be 0 (off) or more, got -2"),
+    ("--max-minutes", "0", "--max-minutes must be positive, got 0.0"),
+    ("--lr-factor", "1.5", "--lr-factor must be between 0 and 1, got 1.5"),
 ])
 def test_senseless_settings_are_refused_before_any_data_is_read(flag, value, message):
     # the corpus file does not exist: the setting must be refused before anything is read
@@ -155,3 +159,29 @@ def test_char_tokens_reach_the_checkpoint(tmp_path):
 
     tr = Translator.from_checkpoint(out)
     assert tr.data_cfg.zh_tokens == "char" and tr.model_cfg.attention == "bahdanau"
+
+
+def test_bleu_as_the_best_metric_needs_a_validation_bleu():
+    r = run("train", "--src", "missing.zh", "--trg", "missing.en", "--best-metric", "bleu",
+            "--valid-bleu-sample", "0")
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: --best-metric bleu needs a validation BLEU "
+                                "(valid_bleu_sample > 0), got 0")
+
+
+def test_validation_every_n_steps_and_a_resume_from_the_last_state(tmp_path):
+    """20 pairs, batches of 4: 5 steps per epoch, validated at steps 2, 4 and 5; the last state
+    lies beside --out, and resuming from it continues with step 6."""
+    from seq2seq_lib import load_checkpoint
+
+    out = tmp_path / "m.pt"
+    r = _train_small(out, "--batch-size", "4", "--valid-every", "2", "--valid-bleu-sample", "3")
+    assert r.returncode == 0, r.stderr
+    logged = [line for line in r.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[3] for line in logged] == ["2", "4", "5"]
+    assert all("BLEU" in line for line in logged)
+    last = tmp_path / "m.last.pt"
+    assert load_checkpoint(last)["trainer_state"]["step"] == 5
+    r = run("train", "--resume", str(last), "--epochs", "2", "--quiet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert [int(h["step"]) for h in load_checkpoint(last)["history"]] == [2, 4, 5, 6, 8, 10]

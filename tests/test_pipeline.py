@@ -4,8 +4,8 @@ import pytest
 from conftest import DATA
 
 from seq2seq_lib import Translator
+from seq2seq_lib.builders import build_model
 from seq2seq_lib.config import DataConfig, ModelConfig
-from seq2seq_lib.models import build_model
 from seq2seq_lib.pipeline import prepare_data, sample_pairs, tokenize_pairs
 
 

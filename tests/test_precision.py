@@ -75,6 +75,30 @@ def test_training_evaluation_and_decoding_create_no_float64(tiny_data, model_cfg
     assert len(result.history) == 2 and math.isfinite(result.best_valid_loss)
 
 
+def test_the_trainer_with_every_option_creates_no_float64(tiny_data, tmp_path):
+    """Validation every 2 steps with greedy BLEU as the metric, the plateau schedule, last and
+    best checkpoints, and a resume from the last one: still no float64 on the device path."""
+    from seq2seq_lib.recipe import GreedyBleu
+    from seq2seq_lib.trainer import Trainer
+
+    data_cfg, data = tiny_data
+    bleu = GreedyBleu.from_data(data, sample=10)
+    with Float64Guard():
+        for resume in (False, True):
+            model, train_loader, valid_loader, cfg, info = tiny_setup(
+                data_cfg, data, epochs=2 + resume, model_cfg=ATTN_MODEL,
+                checkpoint_path=tmp_path / "m.pt")
+            cfg.last_checkpoint_path = str(tmp_path / "m.last.pt")
+            cfg.valid_every, cfg.lr_schedule, cfg.patience = 2, "plateau", 5
+            cfg.valid_bleu_sample, cfg.best_metric = 10, "bleu"
+            trainer = Trainer(model, train_loader, valid_loader, cfg, info, progress=False,
+                              valid_bleu=bleu)
+            if resume:
+                trainer.resume(tmp_path / "m.last.pt")
+            result = trainer.fit()
+    assert result.steps == 9 and all("valid_bleu" in r for r in result.history)
+
+
 def test_auto_is_bf16_exactly_where_the_cpu_computes_it(monkeypatch):
     device_mod.cpu_bf16_instructions.cache_clear()
     monkeypatch.setattr(device_mod, "cpu_bf16_instructions", lambda: "AVX512-BF16")
@@ -159,9 +183,9 @@ def test_gru_attention_and_projection_agree_under_bf16(tiny_data, device, model_
 def test_the_fp16_gradient_scaler_is_saved_and_restored(tiny_data, tmp_path, monkeypatch):
     """One scaler for the whole run, written with the checkpoint and loaded on resume. (fp16
     autocast runs on this CPU for the test; real runs use it on CUDA GPUs only.)"""
-    import seq2seq_lib.train as train_mod
+    import seq2seq_lib.trainer as trainer_mod
 
-    monkeypatch.setattr(train_mod, "resolve_precision",
+    monkeypatch.setattr(trainer_mod, "resolve_precision",
                         lambda requested, device: PrecisionChoice("fp16", "test"))
     created = []
     real_scaler = torch.amp.GradScaler

@@ -1,0 +1,80 @@
+"""One of the training processes of ``tests/test_distributed.py``, started by ``torchrun``.
+
+``python -m torch.distributed.run --nproc_per_node=2 tests/ddp_worker.py FOLDER [--die-at N]``
+reads the prepared tiny corpus and the settings from ``FOLDER/setup.pkl`` (no tokenizer is
+loaded), trains on the CPU (gloo) through the library's recipe, and leaves in ``FOLDER``:
+
+* ``rank{R}.pt``: the weights process R ended with (before the best ones are put back);
+* ``writes.rank{R}.txt``: every checkpoint file process R wrote, one a line.
+
+Process 1 misbehaves in its N-th training step with ``--die-at N`` (exits abruptly with status
+3), ``--interrupt-at N`` (gets a SIGINT, as from Ctrl-C) or ``--nan-at N`` (its loss is NaN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import signal
+from pathlib import Path
+
+import torch
+
+import seq2seq_lib.trainer as trainer_mod
+from seq2seq_lib.parallel import init_distributed, shutdown_distributed
+from seq2seq_lib.recipe import train_model
+from seq2seq_lib.train import batch_loss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--die-at", type=int, default=0)
+    parser.add_argument("--interrupt-at", type=int, default=0)
+    parser.add_argument("--nan-at", type=int, default=0)
+    args = parser.parse_args()
+    folder: Path = args.folder
+    with open(folder / "setup.pkl", "rb") as fh:
+        data_cfg, data, model_cfg, train_cfg = pickle.load(fh)
+    ctx, device = init_distributed("cpu")
+    writes = folder / f"writes.rank{ctx.rank}.txt"
+    writes.write_text("", encoding="utf-8")
+    real_save = trainer_mod.save_checkpoint
+
+    def recording_save(path, *a, **kw):
+        with writes.open("a", encoding="utf-8") as fh:
+            fh.write(f"{Path(path).name}\n")
+        return real_save(path, *a, **kw)
+
+    trainer_mod.save_checkpoint = recording_save
+    real_end = trainer_mod.Trainer._end
+
+    def dump_then_end(trainer, save_last):
+        torch.save(trainer.model.state_dict(), folder / f"rank{ctx.rank}.pt")
+        real_end(trainer, save_last)
+
+    trainer_mod.Trainer._end = dump_then_end
+    steps = 0
+
+    def loss_fn(model, batch, teacher_forcing_ratio):
+        nonlocal steps
+        steps += 1
+        if ctx.rank == 1 and steps == args.die_at:
+            os._exit(3)  # no clean-up, like a process killed by the system
+        if ctx.rank == 1 and steps == args.interrupt_at:
+            signal.raise_signal(signal.SIGINT)
+        loss, n = batch_loss(model, batch, teacher_forcing_ratio)
+        if ctx.rank == 1 and steps == args.nan_at:
+            loss = loss * float("nan")
+        return loss, n
+
+    try:
+        train_model(data, data_cfg, model_cfg, train_cfg, dist=ctx, device=device,
+                    progress=False, loss_fn=loss_fn)
+    finally:
+        shutdown_distributed(ctx)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The Trainer: state saved and resumed mid-epoch, validation every N steps with last and best
+checkpoints, the plateau schedule, early stopping, BLEU as the metric, the time budget, callbacks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_MODEL, tiny_setup
+
+import seq2seq_lib.trainer as trainer_mod
+from seq2seq_lib import ModelConfig, Translator, load_checkpoint, plot_history
+from seq2seq_lib.checkpoint import last_checkpoint_path
+from seq2seq_lib.recipe import GreedyBleu
+from seq2seq_lib.runner import BackgroundRun
+from seq2seq_lib.trainer import Trainer
+
+DROPOUT_MODEL = ModelConfig(emb_dim=32, hid_dim=64, n_layers=1, dropout=0.3)
+
+
+def make_trainer(data_cfg, data, epochs=2, model_cfg=TINY_MODEL, path=None, **cfg_changes):
+    """A trainer on the tiny corpus: 3 batches of 8 per epoch; ``path``: best checkpoint, with
+    the last state beside it."""
+    model, train_loader, valid_loader, cfg, info = tiny_setup(data_cfg, data, epochs, model_cfg,
+                                                              checkpoint_path=path)
+    if path is not None:
+        cfg.last_checkpoint_path = str(last_checkpoint_path(path))
+    for name, value in cfg_changes.items():
+        setattr(cfg, name, value)
+    cfg.__post_init__()
+    return Trainer(model, train_loader, valid_loader, cfg, info, progress=False)
+
+
+def test_a_run_stopped_mid_epoch_resumes_at_its_next_step(tiny_data, tmp_path):
+    """Stopped after step 2 of 3 and resumed from its last state, a run (with dropout, so the
+    random numbers matter) ends with exactly the weights of a run that never stopped."""
+    data_cfg, data = tiny_data
+    straight = make_trainer(data_cfg, data, model_cfg=DROPOUT_MODEL, path=tmp_path / "a.pt")
+    straight.fit()
+    stopped = make_trainer(data_cfg, data, model_cfg=DROPOUT_MODEL, path=tmp_path / "b.pt")
+    stopped.add_callback("on_step", lambda t: t.state.step == 2)
+    assert stopped.fit().stopped == "callback"
+    saved = load_checkpoint(tmp_path / "b.last.pt")["trainer_state"]
+    assert (saved["epoch"], saved["batch"], saved["step"]) == (1, 2, 2)
+    resumed = make_trainer(data_cfg, data, model_cfg=DROPOUT_MODEL, path=tmp_path / "b.pt")
+    resumed.resume(tmp_path / "b.last.pt")
+    assert (resumed.state.epoch, resumed.state.batch) == (1, 2)
+    resumed.fit()
+    assert [r["step"] for r in resumed.state.history] == [2, 3, 6]
+    assert [r["step"] for r in straight.state.history] == [3, 6]
+    a, b = (load_checkpoint(tmp_path / f"{n}.last.pt") for n in "ab")
+    assert a["trainer_state"]["step"] == b["trainer_state"]["step"] == 6
+    for name, weight in a["model_state"].items():
+        assert torch.equal(weight, b["model_state"][name]), name
+    assert a["optimizer_state"]["state"][0]["step"] == b["optimizer_state"]["state"][0]["step"]
+
+
+def test_validation_every_n_steps_writes_the_last_and_the_best_state(tiny_data, tmp_path):
+    data_cfg, data = tiny_data
+    path = tmp_path / "m.pt"
+    trainer = make_trainer(data_cfg, data, path=path, valid_every=2)
+    result = trainer.fit()
+    assert [r["step"] for r in result.history] == [2, 3, 4, 6]  # every 2 steps and at epoch ends
+    assert [round(r["progress"], 3) for r in result.history] == [0.667, 1.0, 1.333, 2.0]
+    drawn = plot_history(result.history).axes[0].lines[0].get_xdata()  # where they were taken
+    assert [round(x, 3) for x in drawn] == [0.667, 1.0, 1.333, 2.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.last.pt", "m.pt"]
+    last, best = load_checkpoint(result.last_checkpoint), load_checkpoint(result.checkpoint)
+    assert last["trainer_state"]["step"] == result.steps == 6
+    assert best["trainer_state"]["step"] == result.best_step
+    assert len(best["history"]) == len(last["history"]) == 4  # the whole history in both
+    assert best["epoch"] == result.best_epoch
+    for name, weight in trainer.model.state_dict().items():  # the model ends with the best
+        assert torch.equal(weight.cpu(), best["model_state"][name]), name
+    if result.best_step != 6:
+        assert "best_model_state" in last
+
+
+@pytest.fixture
+def scripted_losses(monkeypatch):
+    """Validation losses that follow a script (the training itself is real)."""
+    def install(*losses):
+        it = iter(losses)
+        monkeypatch.setattr(trainer_mod, "evaluate_loss", lambda *a, **k: next(it))
+    return install
+
+
+def test_the_plateau_schedule_cuts_the_lr_and_patience_stops(tiny_data, tmp_path,
+                                                              scripted_losses):
+    data_cfg, data = tiny_data
+    scripted_losses(3.0, 2.0, 2.5, 2.6, 2.7, 2.8)
+    trainer = make_trainer(data_cfg, data, epochs=6, path=tmp_path / "m.pt",
+                           lr_schedule="plateau", lr_factor=0.5, lr_patience=0, patience=2)
+    result = trainer.fit()
+    assert result.stopped == "early-stopping"
+    assert [r["valid_loss"] for r in result.history] == [3.0, 2.0, 2.5, 2.6]
+    assert [r["lr"] for r in result.history] == [1e-2, 1e-2, 1e-2, 5e-3]  # cut after 2.5
+    assert trainer.optimizer.param_groups[0]["lr"] == 2.5e-3  # and again after 2.6
+    assert (result.best_epoch, result.best_valid_loss) == (2, 2.0)
+    best = load_checkpoint(result.checkpoint)
+    assert best["epoch"] == 2 and len(best["history"]) == 4
+    assert best["trainer_state"]["scheduler"]["num_bad_epochs"] == 0
+
+
+def test_bleu_can_decide_which_state_is_best(tiny_data, tmp_path, scripted_losses):
+    data_cfg, data = tiny_data
+    scripted_losses(3.0, 2.0, 1.0)
+    scores = iter([1.0, 5.0, 3.0])
+    model, train_loader, valid_loader, cfg, info = tiny_setup(data_cfg, data, 3,
+                                                              checkpoint_path=tmp_path / "m.pt")
+    cfg.best_metric, cfg.valid_bleu_sample = "bleu", 20
+    trainer = Trainer(model, train_loader, valid_loader, cfg, info, progress=False,
+                      valid_bleu=lambda *a: next(scores))
+    result = trainer.fit()
+    assert [r["valid_bleu"] for r in result.history] == [1.0, 5.0, 3.0]
+    assert (result.best_epoch, result.best_score, result.best_valid_loss) == (2, 5.0, 2.0)
+    assert load_checkpoint(result.checkpoint)["epoch"] == 2
+
+
+def test_greedy_bleu_matches_the_translators(memorized, tiny_data):
+    model, _, info = memorized
+    data_cfg, data = tiny_data
+    bleu = GreedyBleu.from_data(data, sample=500)  # more than there are: all 20 pairs
+    assert len(bleu.sources) == len(data.valid) == 20
+    translator = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, TINY_MODEL)
+    expected, _ = translator.bleu(data.splits.valid)
+    assert bleu(model) == pytest.approx(expected.score) and expected.score > 90
+    assert len(GreedyBleu.from_data(data, sample=5).sources) == 5
+
+
+def test_the_time_budget_stops_after_the_step_that_crosses_it(tiny_data, tmp_path):
+    data_cfg, data = tiny_data
+    result = make_trainer(data_cfg, data, epochs=50, path=tmp_path / "m.pt",
+                          max_minutes=1e-9).fit()
+    assert result.stopped == "time-budget"
+    assert result.steps == 1 and [r["step"] for r in result.history] == [1]  # validated
+    assert result.checkpoint.is_file() and result.last_checkpoint.is_file()
+
+
+def test_callbacks_per_step_validation_and_epoch(tiny_data):
+    data_cfg, data = tiny_data
+    trainer = make_trainer(data_cfg, data, epochs=3, valid_every=2)
+    seen = {"on_step": [], "on_validation": [], "on_epoch": []}
+    for event, steps in seen.items():
+        trainer.add_callback(event, lambda t, steps=steps: steps.append(t.state.step))
+    trainer.add_callback("on_step", lambda t: t.state.step == 5)  # True: stop
+    result = trainer.fit()
+    assert result.stopped == "callback"
+    assert seen["on_step"] == [1, 2, 3, 4, 5]
+    assert seen["on_validation"] == [2, 3, 4, 5] == [r["step"] for r in result.history]
+    assert seen["on_epoch"] == [3]
+    with pytest.raises(ValueError, match="unknown event"):
+        trainer.add_callback("on_batch_end", print)
+
+
+def test_a_metric_that_needs_bleu_is_refused_without_it(tiny_data):
+    from seq2seq_lib import TrainConfig
+    from seq2seq_lib.config import ConfigError
+
+    with pytest.raises(ConfigError, match="best_metric bleu needs a validation BLEU"):
+        TrainConfig(best_metric="bleu")
+    data_cfg, data = tiny_data
+    model, train_loader, valid_loader, cfg, info = tiny_setup(data_cfg, data, 1)
+    cfg.valid_bleu_sample = 10
+    with pytest.raises(ValueError, match="needs valid_bleu="):
+        Trainer(model, train_loader, valid_loader, cfg, info)
+
+
+def test_a_background_run_keeps_the_result_or_the_error():
+    run = BackgroundRun()
+    with pytest.raises(RuntimeError, match="nothing to wait for"):
+        run.wait()
+    done = []
+    run.start(lambda stop: "result", on_done=done.append)
+    assert run.wait(timeout=10) == "result" and done == [run]
+    run.start(lambda stop: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        run.wait(timeout=10)
+
+    def until_stopped(stop):
+        assert stop.wait(timeout=10)
+        return "stopped"
+
+    run.start(until_stopped)
+    with pytest.raises(RuntimeError, match="already running"):
+        run.start(until_stopped)
+    run.stop()
+    assert run.wait(timeout=10) == "stopped" and not run.running
