@@ -303,6 +303,10 @@ def _train_and_report(args, data_cfg, model_cfg, train_cfg, vocabs, ctx, device)
                    f"{r['tokens_per_s']:.0f} tok/s{best}", file=sys.stdout)  # above the bar
         sys.stdout.flush()
 
+    if args.quiet:  # the trainer prints this banner itself when it shows progress
+        from .device import describe_device, resolve_precision
+
+        print(f"{describe_device(device)} · {resolve_precision(train_cfg.precision, device)}")
     model, result = train_model(data, data_cfg, model_cfg, train_cfg, dist=ctx, device=device,
                                 hooks={"on_validation": [log]}, resume_from=args.resume,
                                 progress=not args.quiet)

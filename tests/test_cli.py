@@ -20,6 +20,7 @@ def checkpoint(tmp_path_factory):
             "--min-freq", "1", "--quiet", "--out", str(out), "--plot", str(out.with_suffix(".png")))
     assert r.returncode == 0, r.stderr
     assert "test BLEU" in r.stdout and "我喜欢学习机器学习。 →" in r.stdout
+    assert "· precision: " in r.stdout  # the banner says which precision runs and why
     assert out.with_suffix(".png").stat().st_size > 1000
     return out
 
