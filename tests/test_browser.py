@@ -460,9 +460,11 @@ def test_learner_runs_trains_and_translates_in_jupyterlab(tmp_path):
                 text.fill(SENTENCE)
                 box.locator("button.widget-button", has_text="Translate").click()
                 translation = shown.locator("b")
-                expect(translation).to_have_text(re.compile(r"[A-Za-z]"))
+                # English words, or ⁇ for words the tiny fast-mode model does not know
+                expect(translation).to_have_text(re.compile(r"[A-Za-z\u2047]"))
                 english = translation.inner_text()
-                assert english.isascii(), f"the translation is not English: {english!r}"
+                assert english.replace("\u2047", "").isascii(), (
+                    f"the translation is not English: {english!r}")
                 tokens = shown.locator("small").inner_text()
                 assert "学习" in tokens, f"the jieba tokens are not shown: {tokens!r}"
                 kernel = _kernel_eval(lab, workdir / "runtime", DECODING_NB, {
