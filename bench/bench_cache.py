@@ -169,7 +169,7 @@ import torch
 from seq2seq_lib.batching import make_loader
 from seq2seq_lib.cache import load_cache
 from seq2seq_lib.config import ModelConfig
-from seq2seq_lib.models import build_model
+from seq2seq_lib.builders import build_model
 from seq2seq_lib.train import batch_loss
 torch.manual_seed(0)
 data = load_cache(sys.argv[1])
