@@ -138,10 +138,12 @@ def _build_parser(train_defaults: dict[str, object] | None = None) -> argparse.A
     return parser
 
 
-def _add_precision_arg(g, default: str = "auto") -> None:
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=default,
+def _add_precision_arg(g) -> None:
+    from .device import PRECISIONS
+
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="number format: auto = bf16 where the device computes it natively, "
-                        f"else fp32 (default {default})")
+                        "else fp32 (default auto)")
 
 
 def _data_config(args: argparse.Namespace):
