@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .interface import DecoderBase, Encoded
+from .recurrent import run_gru
 
 ATTENTION_KINDS = ("bahdanau", "dot", "general")
 
@@ -152,7 +153,7 @@ class AttentionDecoder(DecoderBase):
             weights [steps, batch, src_len] (zero on padding, rows sum to 1).
         """
         embedded = self.dropout(self.embedding(inputs))  # [steps, batch, emb_dim]
-        states, hidden = self.rnn(embedded, hidden)  # states: [steps, batch, hid_dim]
+        states, hidden = run_gru(self.rnn, embedded, hidden)  # states: [steps, batch, hid_dim]
         query = states.transpose(0, 1)  # [batch, steps, hid_dim]
         keys = enc.outputs.transpose(0, 1)  # [batch, src_len, enc_dim]
         cache_key = f"attention-keys-{id(self)}"  # computed once per source batch, reused per step

@@ -54,12 +54,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .batching import CachedDataset, cache_file
+from .checkpoint import library_version
 from .config import DataConfig, from_dict, to_dict
 from .data import CorpusError, CorpusStream, Pair, read_parallel, split_of, stream_corpus
-from .pipeline import zh_mode
-from .tokenize import load_user_dict, tokenize_en, tokenize_zh
+from .tokenize import load_user_dict, tokenize_en, tokenize_zh, zh_mode
 from .truecase import TrueCaser
-from .vocab import SPECIALS, Vocab
+from .vocab import Vocab
 
 FORMAT_VERSION = 1  # raise it whenever the files or the tokenization rules change
 SPLITS = ("train", "valid", "test")
@@ -158,7 +158,7 @@ def _load_tokenizers(mode: str, user_dict: str | None) -> None:
     (about 1.5 s), so that processes forked from this one inherit them instead of each loading
     them again."""
     _init_worker(user_dict)
-    tokenize_zh("预热", mode)  # type: ignore[arg-type]
+    tokenize_zh("预热", mode, user_dict)  # type: ignore[arg-type]
     tokenize_en("warm up")
 
 
@@ -174,18 +174,20 @@ def _encode_locally(sentences: list[list[str]], train: np.ndarray
     return list(index), ids, lens, counts
 
 
-def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int]) -> dict[str, Any]:
+def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int, str | None]
+                    ) -> dict[str, Any]:
     """Tokenize one chunk of pairs (runs in a worker process: a top-level function, plain data).
 
     :param task: (split codes, Chinese sentences, English sentences, lowercase, jieba mode,
-        max_len). Training pairs with a side longer than ``max_len`` tokens are left out, as
+        max_len, user dictionary or None). Training pairs with a side longer than ``max_len`` tokens are left out, as
         :func:`~seq2seq_lib.pipeline.prepare_data` does.
     """
-    codes, zh_list, en_list, lowercase, mode, max_len = task
+    codes, zh_list, en_list, lowercase, mode, max_len, user_dict = task
     zh_tokens, en_tokens, kept = [], [], bytearray()
     too_long = 0
     for code, zh, en in zip(codes, zh_list, en_list):
-        zt, et = tokenize_zh(zh, mode), tokenize_en(en, lowercase)  # type: ignore[arg-type]
+        zt = tokenize_zh(zh, mode, user_dict)  # type: ignore[arg-type]
+        et = tokenize_en(en, lowercase)
         if code == 0 and (len(zt) > max_len or len(et) > max_len):
             too_long += 1
             continue
@@ -248,19 +250,7 @@ class _TypeTable:
         return to_global[local_ids]
 
     def vocab(self, min_freq: int, max_size: int | None) -> Vocab:
-        return vocab_from_counts(dict(zip(self.index, self.counts.tolist())), min_freq, max_size)
-
-
-def vocab_from_counts(counts: dict[str, int], min_freq: int = 1, max_size: int | None = None) -> Vocab:
-    """The :class:`Vocab` that ``Vocab.build`` makes from sentences with these token counts:
-    specials left out, ``min_freq`` and ``max_size`` applied, most frequent first, ties broken
-    alphabetically, so the same corpus gives the same ids either way."""
-    Vocab.build([], min_freq, max_size)  # the same argument checks and messages
-    ranked = sorted(((tok, n) for tok, n in counts.items() if n >= min_freq and tok not in SPECIALS),
-                    key=lambda item: (-item[1], item[0]))
-    if max_size is not None:
-        ranked = ranked[: max_size - len(SPECIALS)]
-    return Vocab(list(SPECIALS) + [tok for tok, _ in ranked])
+        return Vocab.from_counts(dict(zip(self.index, self.counts.tolist())), min_freq, max_size)
 
 
 @dataclass
@@ -417,7 +407,7 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
         manifest.update({
             "format_version": FORMAT_VERSION,
             "cache_hash": cache_hash(inputs, settings),
-            "library_version": _library_version(),
+            "library_version": library_version(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "corpus": pairs.summary() if isinstance(pairs, CorpusStream) else f"{stats['pairs']} pairs",
             "dropped": dict(pairs.dropped) if isinstance(pairs, CorpusStream) else {},
@@ -434,12 +424,6 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
         raise
     return PreprocessResult(out, manifest["cache_hash"], False, manifest,
                             time.perf_counter() - started)
-
-
-def _library_version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _tasks(records: Iterable[tuple[int, Pair]], cfg: DataConfig, mode: str, chunk_size: int,
@@ -462,10 +446,12 @@ def _tasks(records: Iterable[tuple[int, Pair]], cfg: DataConfig, mode: str, chun
             zh_list.append(zh)
             en_list.append(en)
             if len(zh_list) == chunk_size:
-                yield bytes(chunk_codes), zh_list, en_list, cfg.lowercase, mode, cfg.max_len
+                yield (bytes(chunk_codes), zh_list, en_list, cfg.lowercase, mode, cfg.max_len,
+                       cfg.user_dict)
                 chunk_codes, zh_list, en_list = bytearray(), [], []
         if zh_list:
-            yield bytes(chunk_codes), zh_list, en_list, cfg.lowercase, mode, cfg.max_len
+            yield (bytes(chunk_codes), zh_list, en_list, cfg.lowercase, mode, cfg.max_len,
+                       cfg.user_dict)
     finally:
         for fh in raw.values():
             fh.close()
@@ -480,8 +466,9 @@ def _first_pass(results: Iterator[dict[str, Any]], tmp: Path, progress: bool,
     files = {(split, side, kind): (work / f"{split}.{side}.{kind}").open("wb")
              for split in SPLITS for side in SIDES for kind in ("ids", "lens")}
     counts = {"pairs": 0, "too_long": 0}
-    bar = tqdm(total=total, unit=" pairs", unit_scale=True, desc="tokenizing", disable=not progress,
-               smoothing=0.1)
+    # a bar on a terminal (and in a notebook) only: a redirected log gets no carriage returns
+    bar = tqdm(total=total, unit=" pairs", unit_scale=True, desc="tokenizing",
+               disable=None if progress else True, smoothing=0.1)
     try:
         for result in results:
             splits = result["splits"]

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import html
 import inspect
-import math
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +27,7 @@ from .batching import Batch
 from .checkpoint import load_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
+from .exercises import bleu_counts, bleu_from_counts, brevity_penalty
 from .metrics import PairedBootstrap, corpus_bleu, length_bin_labels, paired_bootstrap
 from .models import Seq2Seq
 from .pipeline import PreparedData, prepare_data
@@ -321,7 +320,8 @@ def bleu_tokens(sentences: Sequence[str], lowercase: bool = True) -> list[list[s
 @dataclass
 class BleuStatistics:
     """What corpus BLEU is computed from: clipped n-gram matches and hypothesis n-grams for
-    n = 1..4, summed over the corpus, and the total hypothesis and reference lengths."""
+    n = 1..4, summed over the corpus, and the total hypothesis and reference lengths. Counted
+    and scored by the functions of exercise 5's reference answer (:mod:`~seq2seq_lib.exercises`)."""
 
     matches: list[int]
     totals: list[int]
@@ -336,28 +336,17 @@ class BleuStatistics:
     @property
     def brevity_penalty(self) -> float:
         """1 when the hypotheses are at least as long as the references, else exp(1 - r / c)."""
-        c, r = self.hyp_len, self.ref_len
-        return 1.0 if c >= r else (math.exp(1 - r / c) if c else 0.0)
+        return brevity_penalty(self.hyp_len, self.ref_len)
 
     @property
     def score(self) -> float:
         """BLEU without smoothing: 100 · BP · geometric mean of p_1..p_4 (0 if some p_n is 0)."""
-        if min(self.matches) == 0:
-            return 0.0
-        log_mean = sum(math.log(m / t) for m, t in zip(self.matches, self.totals)) / 4
-        return 100 * self.brevity_penalty * math.exp(log_mean)
+        return bleu_from_counts(self.matches, self.totals, self.hyp_len, self.ref_len)
 
 
 def bleu_statistics(hyps: Sequence[list[str]], refs: Sequence[list[str]]) -> BleuStatistics:
     """Count BLEU's statistics from scratch for tokenized sentences, one reference each."""
-    matches, totals = [0] * 4, [0] * 4
-    for hyp, ref in zip(hyps, refs):
-        for n in range(1, 5):
-            hyp_ngrams = Counter(tuple(hyp[i : i + n]) for i in range(len(hyp) - n + 1))
-            ref_ngrams = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
-            matches[n - 1] += sum(min(k, ref_ngrams[g]) for g, k in hyp_ngrams.items())
-            totals[n - 1] += sum(hyp_ngrams.values())
-    return BleuStatistics(matches, totals, sum(map(len, hyps)), sum(map(len, refs)))
+    return BleuStatistics(*bleu_counts(list(hyps), list(refs)))
 
 
 @dataclass

@@ -31,14 +31,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def choose_device(preference: str = "auto", verbose: bool = True) -> torch.device:
     """CUDA when available, else Apple MPS, else CPU (or the device named by ``preference``)."""
     if preference != "auto":
-        try:
-            device = torch.device(preference)
-        except RuntimeError:
-            raise ValueError(f"device={preference!r}: use auto, cpu, cuda, cuda:N or mps") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={preference!r} asked for, but no CUDA GPU is available")
-        if device.type == "mps" and not _mps_available():
-            raise ValueError(f"device={preference!r} asked for, but Apple's MPS is not available")
+        device = _named_device(preference)
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     elif _mps_available():
@@ -47,6 +40,25 @@ def choose_device(preference: str = "auto", verbose: bool = True) -> torch.devic
         device = torch.device("cpu")
     if verbose:
         print(describe_device(device))
+    return device
+
+
+def _named_device(preference: str) -> torch.device:
+    """``preference`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``) as a device this machine has."""
+    try:
+        device = torch.device(preference)
+    except RuntimeError:
+        raise ValueError(f"device={preference!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={preference!r} asked for, but no CUDA GPU is available")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            gpus = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise ValueError(f"device={preference!r} asked for, but this machine has {count} CUDA "
+                             f"GPU{'s' if count > 1 else ''} ({gpus})")
+    if device.type == "mps" and not _mps_available():
+        raise ValueError(f"device={preference!r} asked for, but Apple's MPS is not available")
     return device
 
 
@@ -67,32 +79,70 @@ def describe_device(device: torch.device) -> str:
 @lru_cache(maxsize=1)
 def cpu_bf16_instructions() -> str | None:
     """The CPU instruction set that computes bf16 natively (``"AMX"``, ``"AVX512-BF16"``,
-    ``"Arm BF16"``), or None when there is none and bf16 would be emulated (slower than fp32)."""
+    ``"Arm BF16"``), or None when there is none and bf16 would be emulated (slower than fp32).
+
+    Read from the flags the operating system lists (:func:`cpu_flags`).
+    ``torch.backends.cpu.get_cpu_capability()`` names only the widest vector unit (``"AVX512"``),
+    not bf16, so where the system lists no flags (Windows) torch's own probes are the fallback.
+    """
+    flags = cpu_flags()
+    if flags is None:
+        return _bf16_from_torch()
+    return bf16_from_flags(flags, platform.machine())
+
+
+def bf16_from_flags(flags: set[str], machine: str) -> str | None:
+    """The bf16 instruction set among CPU ``flags`` (Linux's names), on a ``machine`` (x86_64,
+    arm64, ...)."""
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512_bf16" in flags:
+        return "AVX512-BF16"
+    if machine.lower() in ("arm64", "aarch64") and "bf16" in flags:
+        return "Arm BF16"
+    return None
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags as the system lists them: Linux's ``/proc/cpuinfo`` (``flags`` on
+    x86, ``Features`` on Arm), ``bf16`` on a Mac with FEAT_BF16 (Apple M2 and later); None where
+    the system lists none."""
+    if platform.system() == "Darwin":
+        return _mac_flags()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return parse_cpuinfo_flags(fh.read())
+    except OSError:
+        return None
+
+
+def parse_cpuinfo_flags(text: str) -> set[str]:
+    """The flags of the first CPU in a ``/proc/cpuinfo`` text (``flags`` or ``Features`` lines)."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def _mac_flags() -> set[str] | None:
+    try:
+        out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"bf16"} if out.strip() == "1" else set()
+
+
+def _bf16_from_torch() -> str | None:
+    """torch's own probes, for systems that list no CPU flags (private API, hence the fallback)."""
     cpu = getattr(torch, "cpu", None)
     probe = lambda name: bool(getattr(cpu, name, lambda: False)())
     if probe("_is_amx_tile_supported"):
         return "AMX"
     if probe("_is_avx512_bf16_supported"):
         return "AVX512-BF16"
-    if platform.machine().lower() in ("arm64", "aarch64") and _arm_has_bf16():
-        return "Arm BF16"
     return None
-
-
-def _arm_has_bf16() -> bool:
-    """Whether an Arm CPU has the BF16 extension (Apple M2 and later, Graviton 3, ...)."""
-    if platform.system() == "Darwin":
-        try:
-            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
-                                 capture_output=True, text=True, timeout=5).stdout
-        except (OSError, subprocess.SubprocessError):
-            return False
-        return out.strip() == "1"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return any(line.startswith("Features") and " bf16" in line for line in fh)
-    except OSError:
-        return False
 
 
 def cuda_bf16_native(device: torch.device) -> bool:

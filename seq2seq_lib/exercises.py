@@ -37,7 +37,8 @@ from .models import Encoded, Encoder
 from .vocab import Vocab
 
 __all__ = [
-    "EXERCISES", "Exercise", "answer_source", "bleu_from_scratch", "check_beam_step",
+    "EXERCISES", "Exercise", "answer_source", "bleu_counts", "bleu_from_counts", "bleu_from_scratch",
+    "brevity_penalty", "check_beam_step",
     "check_bleu", "check_build_vocab", "check_greedy_decode", "check_gru_step",
     "check_masked_loss", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
     "get_exercise", "sacrebleu_on_tokens", "stub_source",
@@ -627,6 +628,13 @@ def bleu_from_scratch(hyps: list[list[str]], refs: list[list[str]]) -> float:
     penalty ``BP = exp(1 - r / c)`` when the hypotheses' total length c is below the references'
     r (else 1). If some order has no match at all, BLEU is 0.
     """
+    return bleu_from_counts(*bleu_counts(hyps, refs))
+
+
+def bleu_counts(hyps: list[list[str]], refs: list[list[str]]
+                ) -> tuple[list[int], list[int], int, int]:
+    """What corpus BLEU is computed from: clipped n-gram matches and hypothesis n-grams for
+    n = 1..4, summed over the corpus, and the total lengths c (hypotheses) and r (references)."""
     matches, totals = [0] * 4, [0] * 4
     for hyp, ref in zip(hyps, refs):
         for n in range(1, 5):
@@ -635,12 +643,21 @@ def bleu_from_scratch(hyps: list[list[str]], refs: list[list[str]]) -> float:
             # clipping: an n-gram is credited at most as often as the reference has it
             matches[n - 1] += sum(min(count, ref_ngrams[g]) for g, count in hyp_ngrams.items())
             totals[n - 1] += sum(hyp_ngrams.values())
+    return matches, totals, sum(len(h) for h in hyps), sum(len(ref) for ref in refs)
+
+
+def brevity_penalty(c: int, r: int) -> float:
+    """1 when the hypotheses are at least as long as the references (c ≥ r), else exp(1 - r / c)."""
+    return 1.0 if c >= r else (math.exp(1 - r / c) if c else 0.0)
+
+
+def bleu_from_counts(matches: list[int], totals: list[int], c: int, r: int) -> float:
+    """BLEU from :func:`bleu_counts`: 100 · BP · geometric mean of p_1..p_4, 0 when some order
+    has no match (no smoothing)."""
     if min(matches) == 0:
         return 0.0
     log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / 4
-    c, r = sum(len(h) for h in hyps), sum(len(ref) for ref in refs)
-    brevity_penalty = 1.0 if c >= r else math.exp(1 - r / c)
-    return 100 * brevity_penalty * math.exp(log_precision)
+    return 100 * brevity_penalty(c, r) * math.exp(log_precision)
 
 
 def sacrebleu_on_tokens(hyps: list[list[str]], refs: list[list[str]],
@@ -846,7 +863,8 @@ class Exercise:
 
     ``function``: the name the notebook's exercise cell defines; ``check``: its checker;
     ``answer``: the reference solution (its source, renamed to ``function``, is the answer a
-    notebook can show); ``imports``: what that source needs to run on its own.
+    notebook can show); ``imports``: what that source needs to run on its own; ``helpers``: the
+    functions the answer calls, shown after it (the library uses the same ones).
     """
 
     name: str
@@ -855,6 +873,7 @@ class Exercise:
     check: Callable[[Callable], bool]
     answer: Callable
     imports: str
+    helpers: tuple[Callable, ...] = ()
 
 
 EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in [
@@ -867,7 +886,8 @@ EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in [
     Exercise("greedy_decode", "06", "my_greedy_decode", check_greedy_decode,
              answer_greedy_decode, "import torch\nfrom torch import nn"),
     Exercise("bleu", "06", "my_bleu", check_bleu, bleu_from_scratch,
-             "import math\nfrom collections import Counter"),
+             "import math\nfrom collections import Counter",
+             (bleu_counts, brevity_penalty, bleu_from_counts)),
     Exercise("masked_softmax", "07", "my_masked_softmax", check_masked_softmax,
              answer_masked_softmax, "import torch"),
     Exercise("beam_step", "08", "my_beam_step", check_beam_step, answer_beam_step, "import torch"),
@@ -904,7 +924,8 @@ def answer_source(name: str) -> str:
     ``exec(answer_source("build_vocab"), ns)`` puts ``my_build_vocab`` into ``ns``.
     """
     ex = get_exercise(name)
-    return f"{ex.imports}\n\n\n{_renamed_source(ex)}"
+    helpers = "".join(f"\n\n{textwrap.dedent(inspect.getsource(h))}" for h in ex.helpers)
+    return f"{ex.imports}\n\n\n{_renamed_source(ex)}{helpers}"
 
 
 def stub_source(name: str) -> str:

@@ -103,6 +103,30 @@ class PairedBootstrap:
         return f"{self.delta:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 
+def sentence_statistics(hypotheses: Sequence[str], references: Sequence[str],
+                        lowercase: bool = False) -> list[list[int]]:
+    """BLEU's sufficient statistics of every sentence, from sacreBLEU's public scores:
+    ``[c, r, matches_1..4, totals_1..4]`` (hypothesis and reference lengths, clipped n-gram
+    matches, hypothesis n-grams). Corpus BLEU is a function of their column sums
+    (:func:`bleu_from_statistics`)."""
+    bleu = BLEU(lowercase=lowercase)
+    rows = []
+    for hyp, ref in zip(hypotheses, references, strict=True):
+        one = bleu.corpus_score([hyp], [[ref]])
+        rows.append([one.sys_len, one.ref_len, *one.counts, *one.totals])
+    return rows
+
+
+def bleu_from_statistics(stats: Sequence[int], lowercase: bool = False) -> float:
+    """Corpus BLEU (sacreBLEU's defaults) of summed :func:`sentence_statistics`."""
+    bleu = BLEU(lowercase=lowercase)
+    n = bleu.max_ngram_order
+    return BLEU.compute_bleu(
+        correct=list(stats[2:2 + n]), total=list(stats[2 + n:2 + 2 * n]), sys_len=int(stats[0]),
+        ref_len=int(stats[1]), smooth_method=bleu.smooth_method, smooth_value=bleu.smooth_value,
+        effective_order=bleu.effective_order, max_ngram_order=n).score
+
+
 def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: Sequence[str],
                      lowercase: bool = False, samples: int = 1000, seed: int = 0
                      ) -> PairedBootstrap:
@@ -112,12 +136,10 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: S
     if not len(hyps_a) == len(hyps_b) == len(references):
         raise ValueError(f"{len(hyps_a)} and {len(hyps_b)} hypotheses for {len(references)} "
                          "references: one of each per sentence")
-    bleu = BLEU(lowercase=lowercase)
-    refs = [list(references)]
     # per-sentence n-gram counts; corpus BLEU is a function of their sums
-    stats_a = np.asarray(bleu._extract_corpus_statistics(list(hyps_a), refs), dtype=np.int64)
-    stats_b = np.asarray(bleu._extract_corpus_statistics(list(hyps_b), refs), dtype=np.int64)
-    score = lambda stats: bleu._compute_score_from_stats(stats.tolist()).score
+    stats_a = np.asarray(sentence_statistics(hyps_a, references, lowercase), dtype=np.int64)
+    stats_b = np.asarray(sentence_statistics(hyps_b, references, lowercase), dtype=np.int64)
+    score = lambda stats: bleu_from_statistics(stats.tolist(), lowercase)
     a, b = score(stats_a.sum(0)), score(stats_b.sum(0))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(references), size=(samples, len(references)))

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .interface import DecoderBase, Encoded
+from .recurrent import run_gru
 
 __all__ = ["Decoder", "DecoderBase", "Encoded", "Encoder", "Seq2Seq", "count_parameters"]
 
@@ -34,7 +35,7 @@ class Encoder(nn.Module):
         # src: [src_len, batch]; src_lens: [batch]
         embedded = self.dropout(self.embedding(src))  # [src_len, batch, emb_dim]
         packed = pack_padded_sequence(embedded, src_lens.cpu(), enforce_sorted=False)
-        packed_out, hidden = self.rnn(packed)  # hidden: [n_layers * dirs, batch, hid_dim]
+        packed_out, hidden = run_gru(self.rnn, packed)  # hidden: [n_layers * dirs, batch, hid_dim]
         outputs, _ = pad_packed_sequence(packed_out, total_length=src.shape[0])
         if self.bridge is not None:
             hidden = hidden.view(self.n_layers, 2, *hidden.shape[1:])  # [n_layers, 2, batch, hid]
@@ -68,7 +69,7 @@ class Decoder(DecoderBase):
         :return: states [steps, batch, hid_dim], new hidden, and attention (None here).
         """
         embedded = self.dropout(self.embedding(inputs))  # [steps, batch, emb_dim]
-        states, hidden = self.rnn(embedded, hidden)  # states: [steps, batch, hid_dim]
+        states, hidden = run_gru(self.rnn, embedded, hidden)  # states: [steps, batch, hid_dim]
         return states, hidden, None
 
 

@@ -8,26 +8,18 @@ from dataclasses import dataclass
 from .batching import TranslationDataset
 from .config import DataConfig
 from .data import Corpus, Pair, Splits, load_corpus, split_pairs
-from .tokenize import ZhMode, load_user_dict, tokenize_en, tokenize_zh
+from .tokenize import load_user_dict, tokenize_en, tokenize_zh, zh_mode
 from .truecase import TrueCaser
 from .vocab import Vocab
 
 Tokenized = tuple[list[list[str]], list[list[str]]]  # (chinese token lists, english token lists)
 
 
-def zh_mode(zh_tokens: str) -> ZhMode:
-    """The :func:`tokenize_zh` mode for ``DataConfig.zh_tokens`` ("word" or "char")."""
-    if zh_tokens == "word":
-        return "precise"
-    if zh_tokens == "char":
-        return "char"
-    raise ValueError(f"zh_tokens={zh_tokens!r}: use 'word' (jieba) or 'char'")
-
-
-def tokenize_pairs(pairs: list[Pair], lowercase: bool = True, zh_tokens: str = "word") -> Tokenized:
+def tokenize_pairs(pairs: list[Pair], lowercase: bool = True, zh_tokens: str = "word",
+                   user_dict: str | None = None) -> Tokenized:
     """Tokenize both sides of every pair: jieba (or characters) for Chinese, spaCy for English."""
     mode = zh_mode(zh_tokens)
-    return ([tokenize_zh(zh, mode) for zh, _ in pairs],
+    return ([tokenize_zh(zh, mode, user_dict) for zh, _ in pairs],
             [tokenize_en(en, lowercase) for _, en in pairs])
 
 
@@ -80,11 +72,13 @@ def prepare_data(cfg: DataConfig, corpus: Corpus | None = None,
     pairs = sample_pairs(corpus.pairs, cfg.limit, cfg.seed)
     splits = split_pairs(pairs, cfg.valid_frac, cfg.test_frac, cfg.seed)
     # the training targets are tokenized with their case once: the truecaser learns from it
-    zh_train, en_cased = tokenize_pairs(splits.train, lowercase=False, zh_tokens=cfg.zh_tokens)
+    zh_train, en_cased = tokenize_pairs(splits.train, lowercase=False, zh_tokens=cfg.zh_tokens,
+                                        user_dict=cfg.user_dict)
     truecaser = TrueCaser.fit(en_cased) if cfg.lowercase else None
     en_train = [[t.lower() for t in sent] for sent in en_cased] if cfg.lowercase else en_cased
     tokens = {"train": (zh_train, en_train)}
-    tokens.update({name: tokenize_pairs(getattr(splits, name), cfg.lowercase, cfg.zh_tokens)
+    tokens.update({name: tokenize_pairs(getattr(splits, name), cfg.lowercase, cfg.zh_tokens,
+                                          cfg.user_dict)
                    for name in ("valid", "test")})
     keep = [i for i in range(len(zh_train))
             if len(zh_train[i]) <= cfg.max_len and len(en_train[i]) <= cfg.max_len]

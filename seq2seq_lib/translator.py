@@ -17,8 +17,7 @@ from .decode import Hypothesis, beam_search, greedy_decode
 from .device import PrecisionChoice, autocast, choose_device, resolve_precision
 from .metrics import corpus_bleu
 from .models import Seq2Seq
-from .pipeline import zh_mode
-from .tokenize import detokenize_en, load_user_dict, tokenize_zh
+from .tokenize import detokenize_en, tokenize_zh, zh_mode
 from .truecase import TrueCaser
 from .vocab import EOS, SOS, Vocab
 
@@ -45,8 +44,9 @@ class Translator:
         self.truecaser = truecaser
         self.precision: PrecisionChoice = resolve_precision(precision, self.device)
         self._zh_mode = zh_mode(data_cfg.zh_tokens)
-        if data_cfg.user_dict and self._zh_mode != "char" and Path(data_cfg.user_dict).is_file():
-            load_user_dict(data_cfg.user_dict)  # segment new sentences as the training data was
+        # segment new sentences as the training data was, with its own jieba dictionary
+        found = data_cfg.user_dict and self._zh_mode != "char" and Path(data_cfg.user_dict).is_file()
+        self._user_dict = data_cfg.user_dict if found else None
 
     @property
     def has_attention(self) -> bool:
@@ -81,7 +81,7 @@ class Translator:
         """The Chinese tokens of ``sentence``, as the model sees them (before ``<unk>`` mapping)."""
         if not isinstance(sentence, str) or not sentence.strip():
             raise ValueError("cannot translate an empty sentence: type some Chinese text")
-        return tokenize_zh(sentence.strip(), self._zh_mode)
+        return tokenize_zh(sentence.strip(), self._zh_mode, self._user_dict)
 
     def encode(self, sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Sentences to a padded source batch: ([src_len, batch], [batch])."""

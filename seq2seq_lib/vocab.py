@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 UNK, PAD, SOS, EOS = "<unk>", "<pad>", "<sos>", "<eos>"
 SPECIALS = (UNK, PAD, SOS, EOS)  # ids 0, 1, 2, 3, as in the lesson
 
 
+def ranked_tokens(counts: Mapping[str, int], min_freq: int = 1,
+                  max_size: int | None = None) -> list[str]:
+    """The non-special tokens :meth:`Vocab.from_counts` keeps, in id order (``max_size=None``:
+    all tokens seen at least ``min_freq`` times)."""
+    if min_freq < 1:
+        raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+    if max_size is not None and max_size < len(SPECIALS):
+        raise ValueError(f"max_size must be at least {len(SPECIALS)} (the specials), got {max_size}")
+    ranked = sorted((tok for tok, n in counts.items() if n >= min_freq and tok not in SPECIALS),
+                    key=lambda tok: (-counts[tok], tok))
+    return ranked if max_size is None else ranked[: max_size - len(SPECIALS)]
+
+
 class Vocab:
     """A fixed token list; ``itos[i]`` is the token with id ``i``.
 
-    Build one with :meth:`build`; the ids are contiguous, so ``len(vocab)`` is the right size for
+    Build one with :meth:`build` (from token lists) or :meth:`from_counts`; the ids are contiguous, so ``len(vocab)`` is the right size for
     an embedding table.
     """
 
@@ -32,24 +45,24 @@ class Vocab:
     def build(
         cls, tokenized: Iterable[list[str]], min_freq: int = 1, max_size: int | None = None
     ) -> Vocab:
-        """Count tokens and keep the most frequent ones.
+        """Count tokens and keep the most frequent ones (see :meth:`from_counts`).
 
         :param min_freq: tokens seen fewer times become ``<unk>``.
         :param max_size: upper bound on ``len(vocab)``, the four specials included.
-        Ties in frequency are broken alphabetically, so the same corpus gives the same ids.
         """
-        if min_freq < 1:
-            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
-        if max_size is not None and max_size < len(SPECIALS):
-            raise ValueError(f"max_size must be at least {len(SPECIALS)} (the specials), got {max_size}")
-        counts = Counter(tok for sent in tokenized for tok in sent)
-        for special in SPECIALS:
-            counts.pop(special, None)
-        ranked = sorted((item for item in counts.items() if item[1] >= min_freq),
-                        key=lambda item: (-item[1], item[0]))
-        if max_size is not None:
-            ranked = ranked[: max_size - len(SPECIALS)]
-        return cls(list(SPECIALS) + [tok for tok, _ in ranked])
+        return cls.from_counts(Counter(tok for sent in tokenized for tok in sent), min_freq,
+                               max_size)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], min_freq: int = 1,
+                    max_size: int | None = None) -> Vocab:
+        """The vocabulary of tokens counted ``counts[token]`` times: the one ranking rule.
+
+        The specials come first; then every other token seen at least ``min_freq`` times, most
+        frequent first, ties broken alphabetically (so the same corpus gives the same ids), cut
+        to ``max_size`` entries in all.
+        """
+        return cls(list(SPECIALS) + ranked_tokens(counts, min_freq, max_size))
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -131,14 +144,13 @@ def unk_rate_curve(train_tokens: Sequence[list[str]], valid_tokens: Sequence[lis
     for ``sizes[k] = 4 + k`` (the four specials plus the ``k`` most frequent tokens), computed in
     one pass instead of one build per size.
     """
-    counts = Counter(tok for sent in train_tokens for tok in sent if tok not in SPECIALS)
-    ranked = sorted((item for item in counts.items() if item[1] >= min_freq),
-                    key=lambda item: (-item[1], item[0]))  # the order Vocab.build keeps
+    counts = Counter(tok for sent in train_tokens for tok in sent)
+    ranked = ranked_tokens(counts, min_freq)  # the order Vocab.build keeps
     valid_counts = Counter(tok for sent in valid_tokens for tok in sent)
     total = sum(valid_counts.values())
     covered = sum(valid_counts[s] for s in SPECIALS)
     sizes, rates = [len(SPECIALS)], [(total - covered) / total if total else 0.0]
-    for tok, _ in ranked:
+    for tok in ranked:
         covered += valid_counts[tok]
         sizes.append(sizes[-1] + 1)
         rates.append((total - covered) / total if total else 0.0)

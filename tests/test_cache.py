@@ -3,8 +3,10 @@ idempotence, failures that leave nothing behind, the memory-mapped dataset, toke
 training from a cache, and the command line."""
 
 import errno
+import io
 import multiprocessing
 import pickle
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +29,6 @@ from seq2seq_lib.cache import (
     load_cache,
     preprocess,
     read_manifest,
-    vocab_from_counts,
 )
 from seq2seq_lib.checkpoint import load_checkpoint
 from seq2seq_lib.cli import main
@@ -149,7 +150,27 @@ def test_hash_split_is_stable_and_close_to_the_fractions():
 @pytest.mark.parametrize("min_freq, max_size", [(1, None), (2, None), (1, 6), (2, 7)])
 def test_vocab_from_counts_is_vocab_build(counts, min_freq, max_size):
     sentences = [[tok] * n for tok, n in counts.items()]
-    assert vocab_from_counts(counts, min_freq, max_size).itos == Vocab.build(sentences, min_freq, max_size).itos
+    assert Vocab.from_counts(counts, min_freq, max_size).itos == Vocab.build(sentences, min_freq, max_size).itos
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_on_a_terminal_only(tmp_path, monkeypatch, capsys):
+    """``make demo > log`` gets no carriage returns; a terminal gets its bar."""
+    pairs = read_parallel(DATA / "tiny.zh", DATA / "tiny.en").pairs
+    cfg = DataConfig(zh_tokens="char", min_freq=1)
+    build_cache(pairs, tmp_path / "log", cfg, progress=True)
+    assert "tokenizing" not in capsys.readouterr().err  # pytest's stderr is no terminal
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    build_cache(pairs, tmp_path / "tty", cfg, progress=True)
+    shown = terminal.getvalue()
+    assert "tokenizing" in shown
+    build_cache(pairs, tmp_path / "quiet", cfg, progress=False)  # no bar, even on a terminal
+    assert terminal.getvalue() == shown
 
 
 def test_cache_ids_equal_the_in_memory_pipeline(hsk_cfg, hsk_cache):

@@ -84,3 +84,20 @@ def test_paired_bootstrap_interval():
     assert str(tie) == f"{tie.delta:+.2f} [{tie.low:+.2f}, {tie.high:+.2f}]"
     with pytest.raises(ValueError, match="one of each"):
         paired_bootstrap(good, good[:-1], refs)
+
+
+def test_sentence_statistics_sum_to_sacrebleus_corpus_statistics():
+    """The bootstrap's per-sentence counts come from sacreBLEU's public scores; their sums are
+    the corpus score's counts, and scoring the sums gives the corpus BLEU, smoothing included."""
+    from seq2seq_lib.metrics import bleu_from_statistics, sentence_statistics
+
+    refs = ["The cat is on the mat.", "He is a teacher.", "We went to the library yesterday.",
+            "Don't forget to call your Mother."]
+    hyps = ["the cat sat on a mat .", "He is teacher.", "We go to library.", "Do not forget mother"]
+    for lowercase in (False, True):
+        rows = sentence_statistics(hyps, refs, lowercase)
+        sums = [sum(col) for col in zip(*rows)]
+        corpus = corpus_bleu(hyps, refs, lowercase)
+        assert sums == [corpus.sys_len, corpus.ref_len, *corpus.counts, *corpus.totals]
+        assert min(corpus.counts) == 0  # a missing 4-gram: sacreBLEU's exp smoothing is used
+        assert bleu_from_statistics(sums, lowercase) == corpus.score

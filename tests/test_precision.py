@@ -14,7 +14,15 @@ from conftest import ATTN_MODEL, TINY_MODEL, tiny_setup, train_tiny
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from seq2seq_lib import Translator, beam_search, evaluate_loss, fit, greedy_decode, load_checkpoint
+from seq2seq_lib import (
+    ModelConfig,
+    Translator,
+    beam_search,
+    evaluate_loss,
+    fit,
+    greedy_decode,
+    load_checkpoint,
+)
 from seq2seq_lib import device as device_mod
 from seq2seq_lib.batching import collate
 from seq2seq_lib.device import PrecisionChoice, resolve_precision
@@ -228,3 +236,98 @@ def test_cuda_mixed_precision_trains_like_fp32(tiny_data, precision):
     assert losses[precision][-1] < losses[precision][0] * 0.7  # it learns
     for a, b in zip(losses["fp32"], losses[precision]):
         assert math.isclose(a, b, rel_tol=0.1), losses
+
+
+class OpInputs(TorchDispatchMode):
+    """The floating dtypes each operator received (its tensor arguments)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: dict[str, set[torch.dtype]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        for t in tree_flatten((args, kwargs or {}))[0]:
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                self.seen.setdefault(func.overloadpacket.__name__, set()).add(t.dtype)
+        return func(*args, **(kwargs or {}))
+
+
+def _record_inside_grus(model: torch.nn.Module) -> tuple[OpInputs, list[set[torch.dtype]]]:
+    """A recorder of every operator inside the model's ``nn.GRU`` calls, and for each call the
+    dtypes of the tensors it was given and gave back."""
+    recorder, calls = OpInputs(), []
+
+    def tensors_dtypes(value) -> set[torch.dtype]:
+        flat = tree_flatten(value)[0]
+        flat += [x.data for x in flat if isinstance(x, torch.nn.utils.rnn.PackedSequence)]
+        return {x.dtype for x in flat if isinstance(x, torch.Tensor) and x.is_floating_point()}
+
+    def enter(module, args):
+        calls.append(tensors_dtypes(args))
+        recorder.__enter__()
+
+    def leave(module, args, output):
+        recorder.__exit__(None, None, None)
+        calls[-1] |= tensors_dtypes(output)
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.GRU):
+            module.register_forward_pre_hook(enter)
+            module.register_forward_hook(leave)
+    return recorder, calls
+
+
+BIDI_ATTN_MODEL = ModelConfig(emb_dim=16, hid_dim=24, n_layers=2, dropout=0.1, bidirectional=True,
+                              attention="general")
+
+
+@pytest.mark.parametrize("model_cfg", [TINY_MODEL, ATTN_MODEL, BIDI_ATTN_MODEL],
+                         ids=["gru", "attention", "bidirectional-2-layers"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_every_gru_runs_in_the_autocast_dtype_and_never_in_another(tiny_data, model_cfg, dtype):
+    """Under bf16 autocast every GRU (encoder over packed rows, fused decoder, step-by-step
+    decoder, greedy decoding) gets inputs, state and weights in bf16 and computes in bf16 only,
+    never fp16 (CUDA's cuDNN autocast would pick fp16) nor float32 (the CPU's state did). Under
+    fp16 autocast (runs with a gradient scaler) the GRUs run in fp16."""
+    from seq2seq_lib import build_model
+
+    _, data = tiny_data
+    model = build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab))
+    batch = collate([data.train[i] for i in range(6)])
+    recorder, calls = _record_inside_grus(model)
+    with torch.autocast("cpu", dtype=dtype):
+        loss, _ = batch_loss(model, batch)  # fused decoder
+        batch_loss(model, batch, teacher_forcing_ratio=0.0)  # one decoder step at a time
+        greedy_decode(model, batch.src, batch.src_lens, max_len=4)
+    loss.backward()
+    assert len(calls) > 10 and all(call == {dtype} for call in calls), calls
+    computed = {op: dtypes for op, dtypes in recorder.seen.items() if op != "_to_copy"}
+    assert computed and all(dtypes == {dtype} for dtypes in computed.values()), computed
+    assert all(p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32
+               for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("model_cfg", [TINY_MODEL, BIDI_ATTN_MODEL], ids=["gru", "bidirectional"])
+def test_fp32_results_are_bit_identical_to_plain_gru_calls(tiny_data, model_cfg):
+    """Outside autocast the GRUs are the plain ``nn.GRU`` calls: same numbers, bit for bit."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from seq2seq_lib import build_model
+
+    _, data = tiny_data
+    torch.manual_seed(0)
+    model = build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab)).eval()
+    batch = collate([data.train[i] for i in range(6)])
+    enc = model.encode(batch.src, batch.src_lens)
+    embedded = model.encoder.embedding(batch.src)
+    packed = pack_padded_sequence(embedded, batch.src_lens, enforce_sorted=False)
+    plain_out, plain_hidden = model.encoder.rnn(packed)
+    assert torch.equal(enc.outputs, pad_packed_sequence(plain_out, total_length=len(batch.src))[0])
+    if model.encoder.bridge is None:
+        assert torch.equal(enc.hidden, plain_hidden)
+    states, hidden, _ = model.decoder(batch.trg[:-1], enc.hidden, enc)
+    plain_states, plain_hidden = model.decoder.rnn(model.decoder.embedding(batch.trg[:-1]),
+                                                   enc.hidden)
+    assert torch.equal(hidden, plain_hidden)
+    if not model.decoder.has_attention:
+        assert torch.equal(states, plain_states)

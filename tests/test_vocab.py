@@ -61,3 +61,28 @@ def test_bad_vocabularies_are_refused():
         Vocab.build(SENTS, max_size=2)
     with pytest.raises(ValueError, match="min_freq"):
         Vocab.build(SENTS, min_freq=0)
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "f", "<unk>", "<pad>", "好"]),
+                       st.integers(1, 5)),
+       st.integers(1, 3), st.one_of(st.none(), st.integers(4, 9)))
+def test_from_counts_is_the_one_ranking_rule(counts, min_freq, max_size):
+    """``build`` (token lists), ``from_counts`` (counts, as the cache has them) and
+    ``unk_rate_curve`` rank alike: specials first, then by count, ties alphabetical."""
+    from seq2seq_lib.vocab import unk_rate_curve
+
+    expected = sorted((t for t, n in counts.items() if n >= min_freq and t not in SPECIALS),
+                      key=lambda t: (-counts[t], t))
+    expected = list(SPECIALS) + expected[: None if max_size is None else max_size - 4]
+    sentences = [[tok] * n for tok, n in counts.items()]
+    assert Vocab.from_counts(counts, min_freq, max_size).itos == expected
+    assert Vocab.build(sentences, min_freq, max_size).itos == expected
+    sizes, rates = unk_rate_curve(sentences, [list(expected[4:])], min_freq)
+    assert rates[len(expected) - 4] == 0.0 and sizes[len(expected) - 4] == len(expected)
+
+
+def test_from_counts_checks_its_settings():
+    with pytest.raises(ValueError, match="min_freq must be >= 1"):
+        Vocab.from_counts({"a": 1}, min_freq=0)
+    with pytest.raises(ValueError, match="max_size must be at least 4"):
+        Vocab.from_counts({"a": 1}, max_size=3)
