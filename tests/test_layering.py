@@ -13,24 +13,47 @@ TRAINING = {"train", "trainer", "recipe", "parallel"}
 NOTEBOOK_HELPERS = {"course", "widgets", "lesson", "exercises"}
 
 
+def is_module(name: str) -> bool:
+    """Whether ``seq2seq_lib.name`` is a module or a subpackage of the library."""
+    return (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists()
+
+
 def imported_modules(path: Path) -> set[str]:
-    """The ``seq2seq_lib`` modules ``path`` imports (``seq2seq_lib`` itself left out)."""
+    """The ``seq2seq_lib`` modules ``path`` imports (``seq2seq_lib`` itself left out; in a
+    subpackage such as ``trainer/``, its imports of its own parts too)."""
+    here = path.relative_to(PACKAGE).parent.parts  # (): a top-level module; ("trainer",)
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:  # from .x import y
-                found.add(node.module.split(".")[0])
-            elif node.level == 1:  # from . import x
-                found.update(a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists())
-            elif node.module and node.module.startswith("seq2seq_lib."):
+        if isinstance(node, ast.ImportFrom) and node.level:  # from .x import y, from .. import x
+            names = [*here[: len(here) - node.level + 1], *(node.module or "").split(".")]
+            names = [n for n in names if n]
+            if names:
+                found.add(names[0])
+            else:  # from . import x, at the package root
+                found.update(a.name for a in node.names if is_module(a.name))
+        elif isinstance(node, ast.ImportFrom):
+            if node.module and node.module.startswith("seq2seq_lib."):
                 found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
             found.update(a.name.split(".")[1] for a in node.names
                          if a.name.startswith("seq2seq_lib."))
-    return found
+    return found - set(here[:1])
 
 
-GRAPH = {p.stem: imported_modules(p) for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+def module_graph() -> dict[str, set[str]]:
+    """Every top-level module and subpackage of the library, with what it imports."""
+    graph = {p.stem: imported_modules(p) for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    for init in PACKAGE.glob("*/__init__.py"):
+        graph[init.parent.name] = set().union(*map(imported_modules, init.parent.rglob("*.py")))
+    return graph
+
+
+GRAPH = module_graph()
+
+
+def test_subpackages_are_seen_whole():
+    assert "trainer" in GRAPH and {"checkpoint", "train", "device"} <= GRAPH["trainer"]
+    assert "trainer" in GRAPH["recipe"]
 
 
 def reachable(start: str) -> set[str]:
