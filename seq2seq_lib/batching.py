@@ -317,10 +317,14 @@ class TokenBucketSampler(Sampler[list[int]]):
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.seed, self.pool_factor, self.sort_by = seed, pool_factor, sort_by
         self.epoch = 0
+        self.start = 0
         self._cached: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Use ``epoch``'s order from now on, beginning at its batch number ``start`` (0-based;
+        a run resumed in the middle of an epoch continues with the batch it had not seen)."""
         self.epoch = epoch
+        self.start = start
 
     def _pool_size(self) -> int:
         if self.batch_size is not None:
@@ -368,13 +372,15 @@ class TokenBucketSampler(Sampler[list[int]]):
         return self._cached[1]
 
     def batches(self) -> list[list[int]]:
-        """This epoch's batches, as lists of example indices."""
+        """This epoch's batches from ``start`` on, as lists of example indices."""
         return list(self)
 
     def __iter__(self) -> Iterator[list[int]]:
         order, starts, sizes = self._epoch()
-        for start, size in zip(starts.tolist(), sizes.tolist()):
+        for start, size in zip(starts[self.start :].tolist(), sizes[self.start :].tolist()):
             yield order[start : start + size].tolist()
 
     def __len__(self) -> int:
+        """Batches in this epoch (a token budget gives every epoch its own count), whatever
+        :meth:`set_epoch`'s ``start``."""
         return len(self._epoch()[1])

@@ -74,18 +74,6 @@ def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], info
     return _write_atomically(path, payload)
 
 
-def rewrite_history(path: str | Path, history: list[dict[str, float]],
-                    source: str | Path | None = None) -> Path:
-    """Replace the history stored in the checkpoint at ``path`` (atomically), keeping the rest:
-    the best weights are written when found, their history is complete only at the end.
-
-    :param source: read the checkpoint from this file instead (a copy with the new history).
-    """
-    raw = torch.load(Path(source or path), map_location="cpu", weights_only=True)
-    raw["history"] = [dict(r) for r in history]
-    return _write_atomically(path, raw)
-
-
 def last_checkpoint_path(path: str | Path) -> Path:
     """Where the *last* state goes beside the *best* checkpoint ``path``:
     ``checkpoints/model.pt`` → ``checkpoints/model.last.pt``."""
@@ -110,10 +98,36 @@ def _write_atomically(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+def _read_umask() -> int | None:
+    """The process's umask as Linux reports it (``Umask:`` in ``/proc/self/status``), read
+    without changing it; None where there is no such line."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import() -> int:
+    """The umask, read once while the library is imported (reading it elsewhere means setting
+    it, which would race with other threads creating files)."""
+    mask = _read_umask()
+    if mask is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
+
+
+def _umask() -> int:
+    """The umask new files get now (never toggled: other threads may be creating files)."""
+    mask = _read_umask()
+    return _UMASK_AT_IMPORT if mask is None else mask
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -18,8 +18,7 @@ from .batching import collate, make_loader
 from .builders import build_model
 from .checkpoint import CheckpointInfo
 from .config import DataConfig, ModelConfig, TrainConfig
-from .decode import greedy_decode
-from .device import PrecisionChoice, autocast
+from .device import PrecisionChoice
 from .metrics import corpus_bleu
 from .models import Seq2Seq
 from .parallel import SINGLE, DistContext
@@ -27,6 +26,7 @@ from .pipeline import PreparedData
 from .tokenize import detokenize_en
 from .train import set_seed
 from .trainer import FitResult, fit
+from .translator import decode_ids
 from .vocab import Vocab
 
 VALID_BATCH_SIZE = 256  # evaluation only: larger batches are faster and change nothing
@@ -53,7 +53,10 @@ def make_loaders(data: PreparedData, train_cfg: TrainConfig,
         return train_loader, make_loader(data.valid, VALID_BATCH_SIZE, bucket=False,
                                          shuffle=False)
     share = Subset(data.valid, range(dist.rank, len(data.valid), dist.world_size))
-    return train_loader, DataLoader(share, VALID_BATCH_SIZE, shuffle=False,
+    # a generator of its own: iterating draws no number from torch's global one (dropout's),
+    # so validating changes nothing in training, and a mid-epoch resume stays exact
+    gen = torch.Generator().manual_seed(train_cfg.seed)
+    return train_loader, DataLoader(share, VALID_BATCH_SIZE, shuffle=False, generator=gen,
                                     collate_fn=partial(collate, pad_id=data.valid.pad_id))
 
 
@@ -90,20 +93,13 @@ class GreedyBleu:
         return cls([data.valid[i][0] for i in keep], [pairs[i][1] for i in keep],
                    data.trg_vocab, lowercase)
 
-    def translate(self, model: nn.Module, sources: Sequence[torch.Tensor],
+    def translate(self, model: Seq2Seq, sources: Sequence[torch.Tensor],
                   precision: PrecisionChoice | None = None) -> list[str]:
-        """Greedy translations of ``sources``, decoded in length-sorted batches."""
-        device = next(model.parameters()).device
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-        out = [""] * len(sources)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch = collate([(sources[i], torch.tensor([Vocab.sos_id])) for i in idx])
-            with autocast(device, precision or PrecisionChoice("fp32", "default")):
-                hyps = greedy_decode(model, batch.src.to(device), batch.src_lens, self.max_len)
-            for i, hyp in zip(idx, hyps):
-                out[i] = detokenize_en(self.trg_vocab.decode(hyp.ids), capitalize=self.lowercase)
-        return out
+        """Greedy translations of ``sources``, decoded in length-sorted batches as the
+        :class:`~seq2seq_lib.translator.Translator` decodes (:func:`decode_ids`)."""
+        hyps = decode_ids(model, sources, self.max_len, self.batch_size, precision)
+        return [detokenize_en(self.trg_vocab.decode(h[0].ids), capitalize=self.lowercase)
+                for h in hyps]
 
     def __call__(self, model: nn.Module, dist: DistContext = SINGLE,
                  precision: PrecisionChoice | None = None) -> float:

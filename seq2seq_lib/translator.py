@@ -22,6 +22,41 @@ from .truecase import TrueCaser
 from .vocab import EOS, SOS, Vocab
 
 
+def decode_ids(model: Seq2Seq, sources: Sequence[torch.Tensor], max_len: int = 50,
+               batch_size: int = 128, precision: PrecisionChoice | None = None,
+               beam_size: int = 1, n_best: int = 1, length_penalty: float = 0.6,
+               eval_mode: bool = True, pad_id: int = Vocab.pad_id) -> list[list[Hypothesis]]:
+    """Decode source id tensors in batches of similar length, on the model's device.
+
+    :param sources: one id tensor per sentence, with ``<sos>``/``<eos>``: [src_len] each.
+    :param batch_size: sentences per batch, divided by ``beam_size`` (a beam multiplies the
+        decoder's batch).
+    :param precision: run under this precision's autocast (default fp32).
+    :return: up to ``n_best`` hypotheses per source, best first, in input order: greedy
+        decoding when ``beam_size == n_best == 1``, else :func:`~seq2seq_lib.decode.beam_search`.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    device = next(model.parameters()).device
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    out: list[list[Hypothesis]] = [[] for _ in sources]
+    rows = max(1, batch_size // beam_size)
+    for start in range(0, len(order), rows):
+        idx = order[start : start + rows]
+        batch = collate([(sources[i], torch.tensor([Vocab.sos_id])) for i in idx], pad_id)
+        src = batch.src.to(device)  # [src_len, rows]
+        with autocast(device, precision or PrecisionChoice("fp32", "default")):
+            if beam_size == 1 and n_best == 1:
+                hyps = [[h] for h in greedy_decode(model, src, batch.src_lens, max_len,
+                                                   eval_mode=eval_mode)]
+            else:
+                hyps = beam_search(model, src, batch.src_lens, beam_size, max_len,
+                                   length_penalty, n_best, eval_mode=eval_mode)
+        for i, hyp in zip(idx, hyps):
+            out[i] = hyp
+    return out
+
+
 class Translator:
     """Chinese sentence in, English sentence out.
 
@@ -83,10 +118,13 @@ class Translator:
             raise ValueError("cannot translate an empty sentence: type some Chinese text")
         return tokenize_zh(sentence.strip(), self._zh_mode, self._user_dict)
 
+    def source_ids(self, sentence: str) -> torch.Tensor:
+        """The ids the model reads for ``sentence``, with ``<sos>``/``<eos>``: [src_len]."""
+        return torch.tensor(self.src_vocab.encode(self.src_tokens(sentence), add_sos_eos=True))
+
     def encode(self, sentences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Sentences to a padded source batch: ([src_len, batch], [batch])."""
-        examples = [(torch.tensor(self.src_vocab.encode(self.src_tokens(s), add_sos_eos=True)),
-                     torch.tensor([Vocab.sos_id])) for s in sentences]
+        examples = [(self.source_ids(s), torch.tensor([Vocab.sos_id])) for s in sentences]
         batch = collate(examples, self.src_vocab.pad_id)
         return batch.src.to(self.device), batch.src_lens
 
@@ -94,30 +132,15 @@ class Translator:
                           batch_size: int = 128, eval_mode: bool = True, beam_size: int = 1,
                           length_penalty: float = 0.6) -> list[list[Hypothesis]]:
         """Up to ``n_best`` hypotheses per sentence, best first, decoded in length-sorted batches
-        and returned in input order.
+        (:func:`decode_ids`) and returned in input order.
 
         :param beam_size: 1 decodes greedily; more runs :func:`~seq2seq_lib.decode.beam_search`
             (``n_best`` must not exceed it).
         :param length_penalty: GNMT length-penalty exponent alpha (beam search only).
         """
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-        out: list[list[Hypothesis]] = [[] for _ in sentences]
-        rows = max(1, batch_size // beam_size)  # a beam multiplies the decoder's batch
-        for start in range(0, len(order), rows):
-            idx = order[start : start + rows]
-            src, src_lens = self.encode([sentences[i] for i in idx])
-            with autocast(self.device, self.precision):
-                if beam_size == 1 and n_best == 1:
-                    hyps = [[h] for h in greedy_decode(self.model, src, src_lens, max_len,
-                                                       eval_mode=eval_mode)]
-                else:
-                    hyps = beam_search(self.model, src, src_lens, beam_size, max_len,
-                                       length_penalty, n_best, eval_mode=eval_mode)
-            for i, hyp in zip(idx, hyps):
-                out[i] = hyp
-        return out
+        return decode_ids(self.model, [self.source_ids(s) for s in sentences], max_len,
+                          batch_size, self.precision, beam_size, n_best, length_penalty,
+                          eval_mode, self.src_vocab.pad_id)
 
     def hypotheses(self, sentences: Sequence[str], max_len: int = 50, batch_size: int = 128,
                    eval_mode: bool = True, beam_size: int = 1,

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-import seq2seq_lib.trainer as trainer_mod
+import seq2seq_lib.trainer.keeper as keeper_mod
 from seq2seq_lib.parallel import init_distributed, shutdown_distributed
 from seq2seq_lib.recipe import train_model
 from seq2seq_lib.train import batch_loss
+from seq2seq_lib.trainer import Trainer
 
 
 def main() -> None:
@@ -40,21 +41,21 @@ def main() -> None:
     ctx, device = init_distributed("cpu")
     writes = folder / f"writes.rank{ctx.rank}.txt"
     writes.write_text("", encoding="utf-8")
-    real_save = trainer_mod.save_checkpoint
+    real_save = keeper_mod.save_checkpoint
 
     def recording_save(path, *a, **kw):
         with writes.open("a", encoding="utf-8") as fh:
             fh.write(f"{Path(path).name}\n")
         return real_save(path, *a, **kw)
 
-    trainer_mod.save_checkpoint = recording_save
-    real_end = trainer_mod.Trainer._end
+    keeper_mod.save_checkpoint = recording_save
+    real_end = Trainer._end
 
     def dump_then_end(trainer, save_last):
         torch.save(trainer.model.state_dict(), folder / f"rank{ctx.rank}.pt")
         real_end(trainer, save_last)
 
-    trainer_mod.Trainer._end = dump_then_end
+    Trainer._end = dump_then_end
     steps = 0
 
     def loss_fn(model, batch, teacher_forcing_ratio):

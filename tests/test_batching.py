@@ -83,3 +83,21 @@ def test_a_plain_loader_cannot_be_shared_by_several_processes(tiny_data):
         make_loader(data.train, 4, bucket=False, num_replicas=2, rank=0)
     loader = make_loader(data.train, 4, num_replicas=2, rank=1)
     assert len(loader) == 3  # 20 pairs: 5 batches of 4, filled up to 6, 3 each
+
+
+def test_the_token_sampler_also_starts_an_epoch_at_a_given_batch():
+    """Both samplers have ``set_epoch(epoch, start)``: a resumed run reads no batch twice."""
+    import numpy as np
+
+    from seq2seq_lib.batching import TokenBucketSampler
+
+    rng = np.random.default_rng(3)
+    src, trg = rng.integers(3, 30, 200), rng.integers(3, 30, 200)
+    for budget in ({"max_tokens": 120}, {"batch_size": 16}):
+        s = TokenBucketSampler(src, trg, seed=2, pool_factor=2, **budget)
+        s.set_epoch(3)
+        full = list(s)
+        s.set_epoch(3, start=4)
+        assert list(s) == full[4:] and len(s) == len(full)
+        s.set_epoch(3)
+        assert list(s) == full

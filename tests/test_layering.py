@@ -140,3 +140,8 @@ def test_the_command_line_and_the_bench_train_with_the_training_layer():
                    if isinstance(node, ast.ImportFrom) and node.module == "seq2seq_lib.course"
                    for a in node.names}
     assert from_course.isdisjoint({"train_translator", "new_model", "make_loaders"})
+
+
+def test_subpackages_are_seen_whole():
+    assert "trainer" in GRAPH and {"checkpoint", "train", "device"} <= GRAPH["trainer"]
+    assert "trainer" in GRAPH["recipe"]

@@ -191,7 +191,7 @@ def test_gru_attention_and_projection_agree_under_bf16(tiny_data, device, model_
 def test_the_fp16_gradient_scaler_is_saved_and_restored(tiny_data, tmp_path, monkeypatch):
     """One scaler for the whole run, written with the checkpoint and loaded on resume. (fp16
     autocast runs on this CPU for the test; real runs use it on CUDA GPUs only.)"""
-    import seq2seq_lib.trainer as trainer_mod
+    import seq2seq_lib.trainer.loop as trainer_mod
 
     monkeypatch.setattr(trainer_mod, "resolve_precision",
                         lambda requested, device: PrecisionChoice("fp16", "test"))

@@ -192,6 +192,36 @@ def test_a_checkpoint_gets_the_users_normal_file_permissions(memorized, tiny_dat
     assert [p.name for p in tmp_path.iterdir()] == ["p.pt"]
 
 
+def test_writing_a_checkpoint_never_sets_the_umask(memorized, tmp_path, monkeypatch):
+    """Reading the umask by setting it (``os.umask(0)``, then back) raced with the dashboard's
+    background thread: a file created in between got mode 0666. The umask is read, not set."""
+    import os
+    import stat
+
+    from seq2seq_lib import TrainConfig, save_checkpoint
+    from seq2seq_lib import checkpoint as checkpoint_mod
+
+    model, _, info = memorized
+    old = os.umask(0o027)
+
+    def refuse(mask):
+        raise AssertionError(f"os.umask({mask:#o}) called while writing a checkpoint")
+
+    try:
+        monkeypatch.setattr(os, "umask", refuse)
+        path = save_checkpoint(tmp_path / "p.pt", model.state_dict(), info, TrainConfig(), [], 1)
+        if os.name == "posix" and checkpoint_mod._read_umask() is not None:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        monkeypatch.setattr(checkpoint_mod, "_read_umask", lambda: None)  # no /proc: the
+        path = save_checkpoint(tmp_path / "q.pt", model.state_dict(), info, TrainConfig(), [], 1)
+        if os.name == "posix":  # umask read once at import
+            mode = 0o666 & ~checkpoint_mod._UMASK_AT_IMPORT
+            assert stat.S_IMODE(path.stat().st_mode) == mode
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+
+
 def test_resume_with_other_vocabularies_is_refused(tiny_data, tmp_path):
     """Weights trained for one vocabulary must never be loaded for another of the same size."""
     from seq2seq_lib import CheckpointError, Vocab
