@@ -23,7 +23,13 @@ from .batching import (
     padding_share,
 )
 from .builders import build_model
-from .checkpoint import CheckpointError, CheckpointInfo, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    CheckpointInfo,
+    load_checkpoint,
+    run_history,
+    save_checkpoint,
+)
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import (
     Corpus,
@@ -57,7 +63,7 @@ __all__ = [
     "TranslationDataset", "Translator", "Vocab", "add_word", "batch_loss", "bleu_signature",
     "build_model", "choose_device", "collate", "corpus_bleu", "count_parameters", "detokenize_en",
     "evaluate_loss", "fit", "greedy_decode", "greedy_trace", "load_checkpoint", "load_corpus",
-    "load_hsk", "load_user_dict", "make_loader", "padding_share", "perplexity", "plot_history",
+    "load_hsk", "load_user_dict", "make_loader", "padding_share", "perplexity", "plot_history", "run_history",
     "prepare_data", "read_parallel", "read_tsv", "save_checkpoint", "set_seed", "split_pairs",
     "tokenize_en", "tokenize_pairs", "tokenize_zh", "describe_device", "resolve_precision",
     "TrueCaser", "Trainer", "TrainState",

@@ -81,6 +81,22 @@ def last_checkpoint_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.last{path.suffix or '.pt'}")
 
 
+def run_history(path: str | Path) -> list[dict[str, float]]:
+    """The whole history of the run that wrote the best checkpoint ``path``.
+
+    The best checkpoint is written once, when it is found, so its history ends at that
+    validation; the *last* state beside it (:func:`last_checkpoint_path`) holds every
+    validation of the run. Falls back to ``path``'s own history when there is no last state.
+    """
+    best = load_checkpoint(path)
+    last = last_checkpoint_path(path)
+    if last.is_file():
+        history = load_checkpoint(last)["history"]
+        if history[: len(best["history"])] == best["history"]:  # the same run
+            return history
+    return best["history"]
+
+
 def _write_atomically(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import torch
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from .batching import Batch
-from .checkpoint import load_checkpoint
+from .checkpoint import last_checkpoint_path, load_checkpoint, run_history
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
 from .exercises import bleu_counts, bleu_from_counts, brevity_penalty
@@ -100,7 +100,9 @@ def load_or_train(path: str | Path, data_cfg: DataConfig, model_cfg: ModelConfig
     path = Path(path)
     if not path.is_file():
         data = prepare_data(data_cfg)
-        train_translator(data, data_cfg, model_cfg, replace(train_cfg, checkpoint_path=str(path)),
+        train_translator(data, data_cfg, model_cfg,
+                         replace(train_cfg, checkpoint_path=str(path),
+                                 last_checkpoint_path=str(last_checkpoint_path(path))),
                          **fit_kwargs)
     return Translator.from_checkpoint(path, device=device)
 
@@ -171,8 +173,7 @@ def training_summary(path: str | Path) -> dict[str, float]:
     """What a checkpoint's history says about its training: ``epochs`` run, ``best_epoch``
     (the saved weights), ``best_valid_loss`` and ``seconds`` (training time summed over the
     epochs, validation not included)."""
-    ckpt = load_checkpoint(path)
-    history = ckpt["history"]
+    ckpt, history = load_checkpoint(path), run_history(path)
     return {"epochs": len(history), "best_epoch": int(ckpt["epoch"]),
             "best_valid_loss": min((r["valid_loss"] for r in history), default=float("nan")),
             "seconds": sum(r["seconds"] for r in history)}

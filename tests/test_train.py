@@ -234,3 +234,20 @@ def test_resume_with_other_vocabularies_is_refused(tiny_data, tmp_path):
     info.trg_vocab = Vocab(shuffled)
     with pytest.raises(CheckpointError, match="English vocabulary .* first difference at id 4"):
         fit(model, train_loader, valid_loader, cfg, info, resume_from=path, progress=False)
+
+
+def test_run_history_reads_the_last_state_of_the_same_run(memorized, tmp_path):
+    """The best file is written once, so its history ends at the best validation; the run's
+    whole history is in the last state beside it (and only if that state is the same run's)."""
+    from seq2seq_lib import TrainConfig, save_checkpoint
+    from seq2seq_lib.checkpoint import last_checkpoint_path, run_history
+
+    model, _, info = memorized
+    r1, r2 = {"epoch": 1, "valid_loss": 2.0}, {"epoch": 2, "valid_loss": 2.5}
+    best = save_checkpoint(tmp_path / "m.pt", model.state_dict(), info, TrainConfig(), [r1], 1)
+    assert run_history(best) == [r1]  # no last state: the file's own
+    last = save_checkpoint(last_checkpoint_path(best), model.state_dict(), info, TrainConfig(),
+                           [r1, r2], 2)
+    assert run_history(best) == [r1, r2]
+    save_checkpoint(last, model.state_dict(), info, TrainConfig(), [r2], 2)  # another run's
+    assert run_history(best) == [r1]
