@@ -13,24 +13,38 @@ TRAINING = {"train", "trainer", "recipe", "parallel"}
 NOTEBOOK_HELPERS = {"course", "widgets", "lesson", "exercises"}
 
 
+def _module_of(path: Path) -> str:
+    """``seq2seq_lib/x.py`` and every file of the subpackage ``seq2seq_lib/x/`` are module x."""
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def _exists(name: str) -> bool:
+    return (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists()
+
+
 def imported_modules(path: Path) -> set[str]:
-    """The ``seq2seq_lib`` modules ``path`` imports (``seq2seq_lib`` itself left out)."""
+    """The ``seq2seq_lib`` modules ``path`` imports (``seq2seq_lib`` itself left out); in a
+    subpackage, ``from .y`` is its own file and ``from ..y`` the package's module y."""
+    root_level = len(path.relative_to(PACKAGE).parts)  # 1 in the package, 2 in a subpackage
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:  # from .x import y
+            if node.level == root_level and node.module:  # from .x import y
                 found.add(node.module.split(".")[0])
-            elif node.level == 1:  # from . import x
-                found.update(a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists())
+            elif node.level == root_level:  # from . import x
+                found.update(a.name for a in node.names if _exists(a.name))
             elif node.module and node.module.startswith("seq2seq_lib."):
                 found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
             found.update(a.name.split(".")[1] for a in node.names
                          if a.name.startswith("seq2seq_lib."))
-    return found
+    return found - {_module_of(path)}
 
 
-GRAPH = {p.stem: imported_modules(p) for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+GRAPH: dict[str, set[str]] = {}
+for _path in sorted(PACKAGE.glob("*.py")) + sorted(PACKAGE.glob("*/*.py")):
+    if _path.name != "__init__.py" or _path.parent != PACKAGE:
+        GRAPH.setdefault(_module_of(_path), set()).update(imported_modules(_path))
 
 
 def reachable(start: str) -> set[str]:
