@@ -40,7 +40,7 @@ def _check(ok: bool, field: str, message: str, value: Any) -> None:
 def check_fractions(valid_frac: float, test_frac: float) -> None:
     """The one check of the split fractions (used by :class:`DataConfig` and the splitters)."""
     _check(0 <= valid_frac < 1 and 0 <= test_frac < 1 and valid_frac + test_frac < 1,
-           "valid_frac", "and test_frac must be in [0, 1) and leave a training part",
+           "valid_frac", "and test_frac must be in [0, 1) and must leave a training part",
            (valid_frac, test_frac))
 
 
