@@ -223,10 +223,18 @@ def _open_cache(p: Plan) -> Any:
 
 
 def _print_and_save_settings(p: Plan) -> None:
-    text = to_yaml((p.data_cfg, p.model_cfg, p.train_cfg))
-    path = save_config(config_path(p.train_cfg.checkpoint_path), text)
+    """The resolved settings, saved beside the checkpoint and shown, a section a paragraph."""
+    import textwrap
+    from dataclasses import asdict
+
+    configs = (p.data_cfg, p.model_cfg, p.train_cfg)
+    path = save_config(config_path(p.train_cfg.checkpoint_path), to_yaml(configs))
     print(f"settings (saved to {path}; 'train --config {path}' repeats the run):")
-    print("  " + text.rstrip().replace("\n", "\n  "))
+    for section, cfg in zip(("data", "model", "train"), configs):
+        shown = " ".join(f"{k}={v}" for k, v in asdict(cfg).items()
+                         if v is not None and k != "last_checkpoint_path")
+        print(textwrap.fill(shown, 100, initial_indent=f"  {section + ':':7}",
+                            subsequent_indent=" " * 9, break_on_hyphens=False))
 
 
 def _log_line(trainer: Any, lr_schedule: str) -> None:
