@@ -1,25 +1,47 @@
-"""Typed settings for data, model and training, with the lesson's defaults."""
+"""Typed settings for data, model and training, with the lesson's defaults.
+
+Every setting is declared once, here: its name, type, default and help text. The command line
+(``python -m seq2seq_lib train``) and its config files (``train --config run.yaml``) are made
+from these declarations: a field's metadata holds its ``help``, and where the flag is not
+``--field-name`` its ``flag`` (``None``: no flag, config files only); ``cli_default`` is where the
+command line starts from another value than the library.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A setting that makes no sense; ``field`` names it (the CLI turns it into its flag)."""
+    """A setting that makes no sense; ``field`` names it (the CLI turns it into its flag), and
+    ``also`` the other settings the message names (by their field names)."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, also: tuple[str, ...] = ()):
         super().__init__(f"{field} {message}")
         self.field = field
         self.message = message
+        self.also = also
+
+
+def setting(default: Any, help: str, **cli: Any) -> Any:
+    """A dataclass field with its help text and command-line metadata (``flag``, ``metavar``,
+    ``cli_default``, ``choices``)."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
 def _check(ok: bool, field: str, message: str, value: Any) -> None:
     if not ok:
         raise ConfigError(field, f"{message}, got {value!r}")
+
+
+def check_fractions(valid_frac: float, test_frac: float) -> None:
+    """The one check of the split fractions (used by :class:`DataConfig` and the splitters)."""
+    _check(0 <= valid_frac < 1 and 0 <= test_frac < 1 and valid_frac + test_frac < 1,
+           "valid_frac", "and test_frac must be in [0, 1) and must leave a training part",
+           (valid_frac, test_frac))
 
 
 @dataclass
@@ -29,23 +51,34 @@ class DataConfig:
     :param source: ``"hsk"`` (embedded corpus), ``"parallel"`` (two aligned files) or ``"tsv"``.
     """
 
-    source: Literal["hsk", "parallel", "tsv"] = "hsk"
-    src_path: str | None = None
-    trg_path: str | None = None
-    tsv_path: str | None = None
-    valid_frac: float = 0.05
-    test_frac: float = 0.05
-    seed: int = 0
-    lowercase: bool = True
-    min_freq: int = 2
-    max_size: int = 10_000
-    max_len: int = 60  # pairs with a longer side (in tokens) are left out of training
-    user_dict: str | None = None
-    # Chinese tokens: "word" = jieba's precise mode (the lesson's choice), "char" = one per character
-    zh_tokens: Literal["word", "char"] = "word"
-    limit: int | None = None  # keep a seeded random sample of this many pairs (quick runs)
-    data_dir: str | None = None  # the preprocessed cache trained on (``train --data-dir``), if any
-    cache_hash: str | None = None  # that cache's manifest hash, so evaluation can check it
+    source: Literal["hsk", "parallel", "tsv"] = setting(
+        "hsk", "the corpus: hsk = the embedded HSK sentences; --src/--trg or --tsv choose "
+               "the others", flag="--data")
+    src_path: str | None = setting(None, "Chinese side: one sentence a line (use with --trg)",
+                                   flag="--src", metavar="FILE")
+    trg_path: str | None = setting(None, "English side, aligned line by line with --src",
+                                   flag="--trg", metavar="FILE")
+    tsv_path: str | None = setting(None, "Tatoeba-style file: English<TAB>Chinese per line",
+                                   flag="--tsv", metavar="FILE")
+    valid_frac: float = setting(0.05, "share of the pairs held out for validation")
+    test_frac: float = setting(0.05, "share of the pairs held out for testing")
+    seed: int = setting(0, "seed of the split and the sampling (and of training)")
+    lowercase: bool = setting(True, "learn lower-cased English, a truecaser restores the case "
+                                     "(default; --no-lowercase: learn the case)")
+    min_freq: int = setting(2, "rarer words become <unk>")
+    max_size: int = setting(10_000, "largest vocabulary, specials included")
+    max_len: int = setting(60, "training pairs with a longer side (in tokens) are left out")
+    user_dict: str | None = setting(None, "jieba user dictionary (one word a line)",
+                                    metavar="FILE")
+    zh_tokens: Literal["word", "char"] = setting(
+        "word", "Chinese tokens: jieba words (the lesson's) or single characters")
+    limit: int | None = setting(None, "use a seeded random sample of this many pairs (quick runs)",
+                                metavar="N")
+    data_dir: str | None = setting(
+        None, "train on this preprocessed cache folder (see 'preprocess') instead of text files; "
+              "its settings replace the data settings", metavar="DIR")
+    cache_hash: str | None = setting(None, "that cache's manifest hash, so evaluation can check it",
+                                     flag=None)
 
     def __post_init__(self) -> None:
         _check(self.min_freq >= 1, "min_freq", "must be at least 1", self.min_freq)
@@ -53,10 +86,7 @@ class DataConfig:
                self.max_size)
         _check(self.max_len >= 1, "max_len", "must be at least 1", self.max_len)
         _check(self.limit is None or self.limit >= 1, "limit", "must be at least 1", self.limit)
-        _check(0 <= self.valid_frac < 1 and 0 <= self.test_frac < 1
-               and self.valid_frac + self.test_frac < 1, "valid_frac",
-               "valid_frac and test_frac must be in [0, 1) and leave pairs to train on",
-               (self.valid_frac, self.test_frac))
+        check_fractions(self.valid_frac, self.test_frac)
         _check(self.zh_tokens in ("word", "char"), "zh_tokens", "must be word or char",
                self.zh_tokens)
 
@@ -65,12 +95,13 @@ class DataConfig:
 class ModelConfig:
     """Sizes of the encoder-decoder; the defaults are the lesson's."""
 
-    emb_dim: int = 256
-    hid_dim: int = 512
-    n_layers: int = 2
-    dropout: float = 0.5
-    bidirectional: bool = False
-    attention: Literal["none", "bahdanau", "dot", "general"] = "none"
+    emb_dim: int = setting(256, "word-vector size")
+    hid_dim: int = setting(512, "GRU hidden size")
+    n_layers: int = setting(2, "stacked GRU layers")
+    dropout: float = setting(0.5, "dropout probability")
+    bidirectional: bool = setting(False, "bidirectional encoder")
+    attention: Literal["none", "bahdanau", "dot", "general"] = setting(
+        "none", "attention over the source words")
 
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hid_dim", "n_layers"):
@@ -88,29 +119,53 @@ class TrainConfig:
     the lesson used 0.5, which forces a step-by-step loop.
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    clip: float = 1.0
-    teacher_forcing_ratio: float = 1.0
-    bucket: bool = True
-    seed: int = 0
-    device: str = "auto"
+    epochs: int = setting(10, "passes over the data")
+    batch_size: int = setting(64, "sentences per batch")
+    lr: float = setting(1e-3, "Adam learning rate")
+    clip: float = setting(1.0, "gradient-norm clipping, 0 = off")
+    teacher_forcing_ratio: float = setting(
+        1.0, "probability of feeding the true previous word (the lesson used 0.5)",
+        flag="--teacher-forcing")
+    bucket: bool = setting(True, "batches of similar lengths (default; --no-bucket: plain "
+                                  "shuffled batches)")
+    seed: int = setting(0, "seed of training (the command line's --seed sets both seeds)",
+                        flag=None)
+    device: str = setting("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 or mps")
     # auto = bf16 autocast where the device computes it natively, fp32 elsewhere (see device.py)
-    precision: Literal["auto", "fp32", "bf16", "fp16", "amp"] = "auto"
-    checkpoint_path: str | None = None  # the best state (by best_metric) is kept here
+    precision: Literal["auto", "fp32", "bf16", "fp16", "amp"] = setting(
+        "auto", "number format: auto = bf16 where the device computes it natively, else fp32; "
+                "amp = bf16 where native, else fp16 on a CUDA GPU")
+    checkpoint_path: str | None = setting(
+        None, "the best checkpoint; the last state goes beside it (model.last.pt), and so do "
+              "model.config.yaml and model.metrics.jsonl/.csv", flag="--out",
+        cli_default="checkpoints/model.pt")
     # the state after the latest validation, to resume a run exactly where it stopped
-    last_checkpoint_path: str | None = None
-    valid_every: int = 0  # also validate and checkpoint every this many steps (0: per epoch only)
+    last_checkpoint_path: str | None = setting(
+        None, "the last state (the command line puts it beside checkpoint_path)", flag=None)
+    valid_every: int = setting(0, "also validate and write the checkpoints every N steps "
+                                  "(0: once per epoch)", metavar="N")
     # learning-rate schedule: "plateau" multiplies lr by lr_factor after lr_patience + 1
     # validations in a row without a new best (torch's ReduceLROnPlateau)
-    lr_schedule: Literal["none", "plateau"] = "none"
-    lr_factor: float = 0.5
-    lr_patience: int = 0
-    patience: int = 0  # early stopping: end after this many validations without a new best (0: off)
-    best_metric: Literal["loss", "bleu"] = "loss"  # what "best" means: lower loss or higher BLEU
-    valid_bleu_sample: int = 0  # greedy BLEU on this many validation pairs at each validation
-    max_minutes: float | None = None  # time budget: stop after the step that crosses it
+    lr_schedule: Literal["none", "plateau"] = setting(
+        "none", "plateau: multiply the learning rate by --lr-factor when the best metric stops "
+                "improving")
+    lr_factor: float = setting(0.5, "plateau factor")
+    lr_patience: int = setting(0, "plateau: validations without improvement tolerated before "
+                                  "each cut", metavar="N")
+    patience: int = setting(0, "early stopping: end after N validations without a new best "
+                               "(0: off)", metavar="N")
+    best_metric: Literal["loss", "bleu"] = setting(
+        "loss", "which validation keeps the best checkpoint: lowest loss or highest BLEU")
+    valid_bleu_sample: int = setting(0, "greedy BLEU on N validation pairs at every validation, "
+                                        "0 = none", metavar="N", cli_default=500)
+    max_minutes: float | None = setting(
+        None, "time budget: stop after the step that crosses M minutes, keeping the best "
+              "checkpoint", metavar="M")
+    max_tokens: int | None = setting(
+        None, "batches of at most N padded tokens instead of --batch-size sentences (a "
+              "preprocessed cache only)", metavar="N")
+    loader_workers: int = setting(
+        0, "DataLoader processes that prefetch batches (a preprocessed cache only)", metavar="N")
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
@@ -136,6 +191,10 @@ class TrainConfig:
                "bleu needs a validation BLEU (valid_bleu_sample > 0)", self.valid_bleu_sample)
         _check(self.max_minutes is None or self.max_minutes > 0, "max_minutes",
                "must be positive", self.max_minutes)
+        _check(self.max_tokens is None or self.max_tokens >= 1, "max_tokens",
+               "must be at least 1", self.max_tokens)
+        _check(self.loader_workers >= 0, "loader_workers", "must be 0 or more",
+               self.loader_workers)
 
 
 def demo_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DataConfig
+from .config import ConfigError, DataConfig, check_fractions
 
 Pair = tuple[str, str]  # (chinese, english)
 
@@ -57,21 +57,7 @@ class Splits:
     test: list[Pair]
 
 
-def _read_lines(path: str | Path) -> list[str]:
-    """Read a UTF-8 text file (BOM and CRLF accepted) into lines, naming the bad line on error."""
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"{path}: file not found")
-    raw = path.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return [_decode_line(path, number, line) for number, line in enumerate(lines, start=1)]
-
-
-def _decode_line(path: Path, number: int, line: bytes) -> str:
+def decode_line(path: str | Path, number: int, line: bytes) -> str:
     """One line (without its ``\\n``) as text, or a :class:`CorpusError` naming file and line."""
     try:
         text = line.decode("utf-8")
@@ -82,35 +68,21 @@ def _decode_line(path: Path, number: int, line: bytes) -> str:
     return text.rstrip("\r")
 
 
-def _keep_nonempty(pairs: list[Pair]) -> tuple[list[Pair], int]:
-    kept = [(zh.strip(), en.strip()) for zh, en in pairs]
-    kept = [(zh, en) for zh, en in kept if zh and en]
-    return kept, len(pairs) - len(kept)
+def _collect(stream: CorpusStream) -> Corpus:
+    """A whole :class:`Corpus` read through its stream: one reader, the same pairs, errors and
+    drop counts either way."""
+    pairs = list(stream)
+    return Corpus(pairs, origin=stream.origin, dropped=dict(stream.dropped))
 
 
 def read_parallel(src_path: str | Path, trg_path: str | Path) -> Corpus:
     """Read two aligned files, one sentence a line: Chinese in ``src_path``, English in ``trg_path``."""
-    zh_lines, en_lines = _read_lines(src_path), _read_lines(trg_path)
-    if len(zh_lines) != len(en_lines):
-        raise CorpusError(
-            f"{src_path} has {len(zh_lines)} lines but {trg_path} has {len(en_lines)}: "
-            "the two files must be aligned line by line"
-        )
-    pairs, empty = _keep_nonempty(list(zip(zh_lines, en_lines)))
-    return Corpus(pairs, origin=f"{src_path} + {trg_path}", dropped={"empty pairs": empty})
+    return _collect(stream_parallel(src_path, trg_path))
 
 
 def read_tsv(path: str | Path) -> Corpus:
     """Read Tatoeba/manythings pairs: ``English<TAB>Chinese[<TAB>attribution]`` per line."""
-    raw_pairs: list[Pair] = []
-    blank = 0
-    for number, line in enumerate(_read_lines(path), start=1):
-        if not line.strip():
-            blank += 1
-            continue
-        raw_pairs.append(_tsv_pair(path, number, line))
-    pairs, empty = _keep_nonempty(raw_pairs)
-    return Corpus(pairs, origin=str(path), dropped={"empty pairs": empty + blank})
+    return _collect(stream_tsv(path))
 
 
 def _tsv_pair(path: str | Path, number: int, line: str) -> Pair:
@@ -127,30 +99,19 @@ def load_hsk() -> Corpus:
     Its 65 entries whose English is the word "placeholder", and 15 numbered ones
     ("placeholder-p1" ...), are dropped and counted.
     """
-    stream = stream_hsk()
-    return Corpus(list(stream), origin=stream.origin, dropped=stream.dropped)
+    return _collect(stream_hsk())
 
 
 def load_corpus(cfg: DataConfig) -> Corpus:
-    """Load the corpus that a :class:`DataConfig` names."""
-    if cfg.source == "hsk":
-        return load_hsk()
-    if cfg.source == "parallel":
-        if not cfg.src_path or not cfg.trg_path:
-            raise CorpusError("source 'parallel' needs both src_path and trg_path")
-        return read_parallel(cfg.src_path, cfg.trg_path)
-    if cfg.source == "tsv":
-        if not cfg.tsv_path:
-            raise CorpusError("source 'tsv' needs tsv_path")
-        return read_tsv(cfg.tsv_path)
-    raise CorpusError(f"unknown data source {cfg.source!r}; use 'hsk', 'parallel' or 'tsv'")
+    """Load the corpus that a :class:`DataConfig` names (:func:`stream_corpus`, read whole)."""
+    return _collect(stream_corpus(cfg))
 
 
 def split_pairs(
     pairs: list[Pair], valid_frac: float = 0.05, test_frac: float = 0.05, seed: int = 0
 ) -> Splits:
     """Shuffle with ``seed`` and cut into train / valid / test; the same seed gives the same split."""
-    _check_fracs(valid_frac, test_frac)
+    check_fractions(valid_frac, test_frac)
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
     n_test = round(len(pairs) * test_frac)
@@ -212,7 +173,7 @@ def iter_lines(path: str | Path) -> Iterator[str]:
         for number, line in enumerate(fh, start=1):
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
-            yield _decode_line(path, number, line[:-1] if line.endswith(b"\n") else line)
+            yield decode_line(path, number, line[:-1] if line.endswith(b"\n") else line)
 
 
 def stream_parallel(src_path: str | Path, trg_path: str | Path) -> CorpusStream:
@@ -294,12 +255,18 @@ def split_of(number: int, seed: int = 0, valid_frac: float = 0.05, test_frac: fl
     every machine, and the split sizes are close to, not exactly, the fractions. (The in-memory
     :func:`split_pairs` shuffles instead, so the two give different splits of the same corpus.)
     """
-    _check_fracs(valid_frac, test_frac)
+    check_fractions(valid_frac, test_frac)
     digest = hashlib.blake2b(f"{seed}:{number}".encode(), digest_size=8).digest()
     u = int.from_bytes(digest, "big") / 2**64
     return "test" if u < test_frac else "valid" if u < test_frac + valid_frac else "train"
 
 
-def _check_fracs(valid_frac: float, test_frac: float) -> None:
-    if not 0 <= valid_frac < 1 or not 0 <= test_frac < 1 or valid_frac + test_frac >= 1:
-        raise ValueError(f"valid_frac={valid_frac} and test_frac={test_frac} must leave a training part")
+def check_held_out(cfg: DataConfig, n_pairs: int, n_valid: int, n_test: int) -> None:
+    """Refuse a held-out split that a positive fraction leaves empty (too few pairs): validation
+    would score nothing, and BLEU on an empty test split means nothing."""
+    for split, name, n in (("valid", "valid_frac", n_valid), ("test", "test_frac", n_test)):
+        frac = getattr(cfg, name)
+        if frac > 0 and n == 0:
+            more = "a larger limit" if cfg.limit is not None else "a larger corpus"
+            raise ConfigError(name, f"{frac:g} of {n_pairs} pairs leaves the {split} split "
+                                    f"empty: use {more} or a larger {name}", also=("limit",))

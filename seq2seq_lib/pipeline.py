@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .batching import TranslationDataset
 from .config import DataConfig
-from .data import Corpus, Pair, Splits, load_corpus, split_pairs
+from .data import Corpus, Pair, Splits, check_held_out, load_corpus, split_pairs
 from .tokenize import load_user_dict, tokenize_en, tokenize_zh, zh_mode
 from .truecase import TrueCaser
 from .vocab import Vocab
@@ -71,6 +71,7 @@ def prepare_data(cfg: DataConfig, corpus: Corpus | None = None,
     corpus = corpus if corpus is not None else load_corpus(cfg)
     pairs = sample_pairs(corpus.pairs, cfg.limit, cfg.seed)
     splits = split_pairs(pairs, cfg.valid_frac, cfg.test_frac, cfg.seed)
+    check_held_out(cfg, len(pairs), len(splits.valid), len(splits.test))
     # the training targets are tokenized with their case once: the truecaser learns from it
     zh_train, en_cased = tokenize_pairs(splits.train, lowercase=False, zh_tokens=cfg.zh_tokens,
                                         user_dict=cfg.user_dict)

@@ -104,3 +104,32 @@ def test_split_is_deterministic_and_disjoint():
 def test_split_rejects_fractions_that_leave_no_training_data():
     with pytest.raises(ValueError, match="must leave a training part"):
         split_pairs([("a", "b")], 0.6, 0.5)
+
+
+def test_whole_file_readers_are_the_streams_read_whole(tmp_path):
+    """load_corpus is the stream, collected: the same pairs, drop counts and errors on nasty input."""
+    from seq2seq_lib.data import stream_corpus
+
+    tsv = write(tmp_path / "n.tsv", "\ufeffHi.\t嗨。\tCC-BY\r\n\r\n  \t 你好 \n Bye \t\t\nOK\t好\n".encode())
+    cfg = DataConfig(source="tsv", tsv_path=str(tsv))
+    corpus, stream = load_corpus(cfg), stream_corpus(cfg)
+    assert corpus.pairs == list(stream) == [("嗨。", "Hi."), ("好", "OK")]
+    assert corpus.dropped == stream.dropped == {"empty pairs": 3}
+    zh = write(tmp_path / "n.zh", "一\n二\n三\n".encode())
+    en = write(tmp_path / "n.en", b"one\ntwo\nthree\nfour\n")
+    with pytest.raises(CorpusError, match=r"n\.zh has 3 lines but .*n\.en has 4"):
+        load_corpus(DataConfig(source="parallel", src_path=str(zh), trg_path=str(en)))
+    hsk = load_hsk()
+    assert hsk.dropped == {"placeholder translations": 65, "numbered placeholders": 15,
+                           "empty pairs": 0}
+
+
+def test_one_check_of_the_fractions_everywhere():
+    from seq2seq_lib.config import ConfigError
+    from seq2seq_lib.data import split_of
+
+    message = r"valid_frac and test_frac must be in \[0, 1\) and must leave a training part"
+    for call in (lambda: DataConfig(valid_frac=0.5, test_frac=0.5),
+                 lambda: split_pairs([("a", "b")], 0.5, 0.5), lambda: split_of(1, 0, 0.5, 0.5)):
+        with pytest.raises(ConfigError, match=message):
+            call()

@@ -60,3 +60,17 @@ def test_sample_pairs_is_seeded_and_keeps_order():
     assert a == b and len(a) == 10
     assert [int(x) for x, _ in a] == sorted(int(x) for x, _ in a)
     assert sample_pairs(pairs, None) is pairs
+
+
+def test_held_out_splits_too_small_are_refused(tiny_corpus):
+    """10 pairs at 5 %: no valid and no test pair; validation would score nothing (bug 5)."""
+    from seq2seq_lib.config import ConfigError
+
+    with pytest.raises(ConfigError, match="valid_frac 0.05 of 10 pairs leaves the valid split "
+                                          "empty: use a larger limit or a larger valid_frac"):
+        prepare_data(parallel_cfg(limit=10), tiny_corpus)
+    with pytest.raises(ConfigError, match="test_frac 0.01 of 20 pairs leaves the test split empty: "
+                                          "use a larger corpus"):
+        prepare_data(parallel_cfg(valid_frac=0.2, test_frac=0.01), tiny_corpus)
+    data = prepare_data(parallel_cfg(valid_frac=0.0, test_frac=0.2), tiny_corpus)  # asked for none
+    assert len(data.splits.valid) == 0 and len(data.splits.test) == 4
