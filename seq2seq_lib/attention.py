@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .interface import DecoderBase, Encoded
 from .recurrent import run_gru
@@ -35,13 +36,23 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class AdditiveAttention(nn.Module):
-    """Bahdanau's additive score ``v · tanh(W_q q + W_k k)`` followed by a masked softmax."""
+    """Bahdanau's additive score ``v · tanh(W_q q + W_k k)`` followed by a masked softmax.
 
-    def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
+    The sum ``W_q q + W_k k`` holds one vector per (target step, source word) pair:
+    [batch, steps, src_len, attn_dim], about 1 GB in fp32 at batch 128, lengths 62, dim 512.
+    So both projections are computed once, and :meth:`scores` adds them a chunk of target steps
+    at a time, at most ``max_chunk_elements`` numbers per chunk; when it takes more than one
+    chunk in training, each chunk is recomputed in the backward pass instead of being kept
+    (activation checkpointing). The values are those of the one-piece computation.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int,
+                 max_chunk_elements: int = 2**24):
         super().__init__()
         self.w_query = nn.Linear(query_dim, attn_dim, bias=False)
         self.w_key = nn.Linear(key_dim, attn_dim, bias=True)
         self.v = nn.Linear(attn_dim, 1, bias=False)
+        self.max_chunk_elements = max_chunk_elements  # 2**24 numbers: 64 MB in fp32
 
     def prepare(self, keys: torch.Tensor) -> torch.Tensor:
         """The part of the score that depends on the keys only, computed once per source batch:
@@ -53,9 +64,25 @@ class AdditiveAttention(nn.Module):
 
         :return: [batch, steps, src_len] unnormalised scores.
         """
-        q = self.w_query(query).unsqueeze(2)  # [batch, steps, 1, attn_dim]
-        k = prepared.unsqueeze(1)  # [batch, 1, src_len, attn_dim]
-        return self.v(torch.tanh(q + k)).squeeze(-1)  # [batch, steps, src_len]
+        q = self.w_query(query)  # [batch, steps, attn_dim], every step projected at once
+        batch, steps, attn_dim = q.shape
+        per_step = batch * prepared.shape[1] * attn_dim  # numbers in one step's sum
+        chunk = max(1, self.max_chunk_elements // max(per_step, 1))  # target steps per chunk
+        if chunk >= steps:
+            return self.score_chunk(q, prepared)
+        recompute = torch.is_grad_enabled() and (q.requires_grad or prepared.requires_grad)
+        parts = []
+        for start in range(0, steps, chunk):
+            q_part = q[:, start : start + chunk]  # [batch, chunk, attn_dim]
+            parts.append(checkpoint(self.score_chunk, q_part, prepared, use_reentrant=False,
+                                    preserve_rng_state=False) if recompute
+                         else self.score_chunk(q_part, prepared))
+        return torch.cat(parts, dim=1)  # [batch, steps, src_len]
+
+    def score_chunk(self, q: torch.Tensor, prepared: torch.Tensor) -> torch.Tensor:
+        """Scores of projected queries [batch, chunk, attn_dim] → [batch, chunk, src_len]."""
+        summed = q.unsqueeze(2) + prepared.unsqueeze(1)  # [batch, chunk, src_len, attn_dim]
+        return self.v(torch.tanh(summed)).squeeze(-1)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor,
                 prepared: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,9 @@ class Hypothesis:
     ``ids``: output ids without ``<sos>``/``<eos>``; ``score``: summed log-probability
     (``<eos>`` included when it was produced), divided by the length penalty in beam search;
     ``attention``: [len(ids) + 1, src_len] (one row per output word and ``<eos>``) or None.
+    A sentence cut at ``max_len`` words is ended with ``<eos>`` there: its score includes the
+    log-probability of that ``<eos>`` (never that of a word it dropped), in greedy decoding as
+    in beam search, so ``beam_size=1`` gives greedy's scores too.
     """
 
     ids: list[int]
@@ -35,6 +38,7 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lens: torch.Tensor, max
     :param eval_mode: switch dropout off while decoding (leave True; False shows the lesson's bug).
     Each sentence stops at its own ``<eos>``; the loop ends when all have stopped.
     """
+    _check_max_len(max_len)
     was_training = model.training
     model.train(not eval_mode)
     enc = model.encode(src, src_lens)
@@ -43,10 +47,14 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lens: torch.Tensor, max
     inp = torch.full((batch,), sos_id, dtype=torch.long, device=src.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
     chosen, logps, attns = [], [], []
-    for _ in range(max_len + 1):
+    for t in range(max_len + 1):
         state, hidden, attn = model.decoder(inp.unsqueeze(0), hidden, enc)
         logp = model.decoder.project(state[0]).float().log_softmax(-1)  # [batch, trg_vocab]
-        best_logp, nxt = logp.max(-1)  # [batch]
+        if t == max_len:  # out of room: a sentence still going is ended with <eos> here
+            nxt = torch.full_like(inp, eos_id)
+            best_logp = logp[:, eos_id].clamp(min=-1e30)  # [batch]
+        else:
+            best_logp, nxt = logp.max(-1)  # [batch]
         chosen.append(nxt)
         logps.append(torch.where(finished, 0.0, best_logp))
         if attn is not None:
@@ -62,7 +70,7 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lens: torch.Tensor, max
     out = []
     for b in range(batch):
         seq = ids[b]
-        n = seq.index(eos_id) if eos_id in seq else min(len(seq), max_len)
+        n = seq.index(eos_id)  # every sentence ends with <eos>, its own or the forced one
         attention = None
         if attn_all is not None:
             attention = attn_all[b, : n + 1, : int(src_lens[b])]
@@ -97,6 +105,11 @@ def greedy_trace(model: Seq2Seq, src: torch.Tensor, src_lens: torch.Tensor, k: i
     return steps
 
 
+def _check_max_len(max_len: int) -> None:
+    if max_len < 0:
+        raise ValueError(f"max_len must be >= 0, got {max_len}")
+
+
 def gnmt_length_penalty(length: int, alpha: float) -> float:
     """GNMT length penalty ``((5 + length) / 6) ** alpha`` (Wu et al., 2016).
 
@@ -127,85 +140,170 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lens: torch.Tensor, beam_
         ``<eos>``.
     :param length_penalty: the exponent alpha of the GNMT length penalty (see
         :func:`gnmt_length_penalty`); 0 ranks by plain summed log-probability.
-    :param n_best: hypotheses returned per sentence (at most ``beam_size``).
-    :return: per sentence, ``n_best`` :class:`Hypothesis` objects, best first; their ``score``
-        is the length-penalised log-probability.
+    :param n_best: hypotheses returned per sentence (at most ``beam_size``; 1 when ``max_len``
+        is 0, since the empty sentence is then the only output).
+    :return: per sentence, ``n_best`` :class:`Hypothesis` objects, best first (fewer only when
+        the model gives fewer outputs a non-zero probability); their ``score`` is the
+        length-penalised log-probability.
 
     At every step each live prefix is extended by every word, and the ``2 * beam_size`` best
     candidates of a sentence are read in order: an ``<eos>`` among the first ``beam_size``
     finishes a hypothesis, the other words fill the ``beam_size`` live slots. A sentence is
-    done once it has ``beam_size`` finished hypotheses (as in fairseq).
+    done once it has ``beam_size`` finished hypotheses (as in fairseq). All of it runs on
+    tensors (see :class:`_Beams`); the loop reads one flag per step (are all sentences done?)
+    and the results come to the host once, at the end.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
+    _check_max_len(max_len)
+    if max_len == 0 and n_best > 1:
+        raise ValueError(f"n_best must be 1 when max_len is 0 (the empty sentence is the only "
+                         f"output), got {n_best}")
     was_training = model.training
     model.train(not eval_mode)
-    device, batch, k = src.device, src.shape[1], beam_size
-    enc = _repeat_encoded(model.encode(src, src_lens), k)
-    hidden = enc.hidden  # [n_layers, batch * k, hid_dim]
-    inp = torch.full((batch * k,), sos_id, dtype=torch.long, device=device)
-    # only the first beam of each sentence is live at the start, so no prefix appears twice
-    beam_scores = torch.full((batch, k), float("-inf"), device=device)
-    beam_scores[:, 0] = 0.0
-    prefixes = torch.zeros(batch * k, 0, dtype=torch.long, device=device)  # [batch * k, t]
-    attn_hist: torch.Tensor | None = None  # [batch * k, t, src_len]
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    done = [False] * batch
-    for t in range(max_len + 1):
-        state, hidden, attn = model.decoder(inp.unsqueeze(0), hidden, enc)
-        logp = model.decoder.project(state[0]).float().log_softmax(-1)  # [batch * k, vocab]
-        if t == max_len:  # out of room: every prefix must end here
+    try:
+        enc = _repeat_encoded(model.encode(src, src_lens), beam_size)
+        beams = _Beams(src.shape[1], beam_size, max_len, eos_id, src.device)
+        hidden = enc.hidden  # [n_layers, batch * k, hid_dim]
+        inp = torch.full((beams.rows,), sos_id, dtype=torch.long, device=src.device)
+        for t in range(max_len + 1):
+            state, hidden, attn = model.decoder(inp.unsqueeze(0), hidden, enc)
+            logp = model.decoder.project(state[0]).float().log_softmax(-1)  # [batch * k, vocab]
+            parents, inp = beams.step(t, logp, None if attn is None else attn[0])
+            if bool(beams.done.all()):  # the one host read per step
+                break
+            hidden = hidden.index_select(1, parents)  # [n_layers, batch * k, hid_dim]
+        return beams.hypotheses(src_lens, length_penalty, n_best)
+    finally:
+        model.train(was_training)
+
+
+class _Beams:
+    """The state of a batched beam search, all in preallocated tensors (rows ``b * k + j``).
+
+    The live prefixes are never copied: step ``t`` writes column ``t`` of ``words`` (the word
+    that slot ``j`` took) and ``parents`` (the row it extended), both [batch * k, max_len + 1],
+    and of ``attn`` [batch * k, max_len + 1, src_len] (what each row looked at); a finished
+    hypothesis is a (row, step, log-probability) triple in [batch, 2k] tensors, and its words
+    and attention are read back along the parent pointers once, at the end.
+    """
+
+    def __init__(self, batch: int, k: int, max_len: int, eos_id: int, device: torch.device):
+        self.batch, self.k, self.max_len, self.eos_id = batch, k, max_len, eos_id
+        self.rows = batch * k
+        self.words = torch.full((self.rows, max_len + 1), eos_id, dtype=torch.long, device=device)
+        self.parents = torch.zeros((self.rows, max_len + 1), dtype=torch.long, device=device)
+        self.attn: torch.Tensor | None = None  # allocated at the first step that has attention
+        # only the first beam of each sentence is live at the start, so no prefix appears twice
+        self.scores = torch.full((batch, k), float("-inf"), device=device)  # [batch, k]
+        self.scores[:, 0] = 0.0
+        self.first_row = torch.arange(batch, device=device).unsqueeze(1) * k  # [batch, 1]
+        # a sentence not yet done has < k finished and adds at most k per step: 2k slots suffice
+        cap = 2 * k
+        self.fin_row = torch.zeros((batch, cap + 1), dtype=torch.long, device=device)
+        self.fin_step = torch.zeros((batch, cap + 1), dtype=torch.long, device=device)
+        self.fin_logp = torch.full((batch, cap + 1), float("-inf"), device=device)
+        self.fin_count = torch.zeros(batch, dtype=torch.long, device=device)
+        self.done = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.last_step = 0
+
+    def step(self, t: int, logp: torch.Tensor, step_attn: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extend every live prefix by every word and keep the best, as the docstring of
+        :func:`beam_search` says.
+
+        :param logp: [batch * k, vocab] log-probabilities of the next word per row.
+        :param step_attn: [batch * k, src_len] the attention of this step, or None.
+        :return: the row each slot extends [batch * k] and the word it takes [batch * k].
+        """
+        self.last_step = t
+        if step_attn is not None:
+            if self.attn is None:
+                self.attn = step_attn.new_zeros((self.rows, self.max_len + 1, step_attn.shape[1]))
+            self.attn[:, t] = step_attn
+        if t == self.max_len:  # out of room: every prefix must end here
             forced = torch.full_like(logp, float("-inf"))
-            forced[:, eos_id] = logp[:, eos_id].clamp(min=-1e30)  # even if <eos> was impossible
+            forced[:, self.eos_id] = logp[:, self.eos_id].clamp(min=-1e30)  # even if impossible
             logp = forced
         vocab = logp.shape[-1]
-        cand = (beam_scores.view(-1, 1) + logp).view(batch, k * vocab)  # [batch, k * vocab]
-        top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=-1)  # [batch, 2k]
-        step_attn = attn[0] if attn is not None else None  # [batch * k, src_len]
-        rows, words, scores = [], [], []
-        for b, (s_row, i_row) in enumerate(zip(top_scores.tolist(), top_idx.tolist())):
-            kept = 0
-            if not done[b]:
-                for rank, (score, idx) in enumerate(zip(s_row, i_row)):
-                    if score == float("-inf") or kept == k:
-                        break
-                    row, word = b * k + idx // vocab, idx % vocab
-                    if word != eos_id:
-                        rows.append(row)
-                        words.append(word)
-                        scores.append(score)
-                        kept += 1
-                    elif rank < k:
-                        finished[b].append(_finish(prefixes, attn_hist, step_attn, row, score,
-                                                   int(src_lens[b]), length_penalty))
-                done[b] = len(finished[b]) >= k
-            # a done sentence (or a too-small vocabulary) leaves dead slots: -inf, fed <eos>
-            rows += [b * k] * (k - kept)
-            words += [eos_id] * (k - kept)
-            scores += [float("-inf")] * (k - kept)
-        if all(done):
-            break
-        index = torch.tensor(rows, device=device)  # [batch * k]: the prefix each slot extends
-        inp = torch.tensor(words, device=device)  # [batch * k]
-        prefixes = torch.cat([prefixes[index], inp.unsqueeze(1)], dim=1)  # [batch * k, t + 1]
-        hidden = hidden[:, index]  # [n_layers, batch * k, hid_dim]
-        if step_attn is not None:
-            step = step_attn[index].unsqueeze(1)  # [batch * k, 1, src_len]
-            attn_hist = step if attn_hist is None else torch.cat([attn_hist[index], step], dim=1)
-        beam_scores = torch.tensor(scores, device=device).view(batch, k)
-    model.train(was_training)
-    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in finished]
+        cand = (self.scores.reshape(-1, 1) + logp).view(self.batch, -1)  # [batch, k * vocab]
+        top_scores, top_idx = cand.topk(min(2 * self.k, self.k * vocab), dim=-1)  # [batch, c]
+        rows = self.first_row + top_idx // vocab  # [batch, c]
+        words = top_idx % vocab  # [batch, c]
+        alive = (top_scores > float("-inf")) & ~self.done.unsqueeze(1)  # [batch, c]
+        is_eos = words == self.eos_id
+        rank = torch.arange(top_idx.shape[1], device=logp.device)  # [c]
+        self._finish(alive & is_eos & (rank < self.k), rows, top_scores, t)
+        return self._fill_slots(alive & ~is_eos, rows, words, top_scores, t)
 
+    def _finish(self, finish: torch.Tensor, rows: torch.Tensor, scores: torch.Tensor,
+                t: int) -> None:
+        """Record the candidates marked in ``finish`` [batch, c] as finished hypotheses."""
+        cap = self.fin_row.shape[1] - 1
+        pos = self.fin_count.unsqueeze(1) + finish.long().cumsum(1) - 1  # [batch, c]
+        slot = torch.where(finish, pos, cap)  # the unmarked ones go to the spare last column
+        self.fin_row.scatter_(1, slot, rows)
+        self.fin_step.scatter_(1, slot, torch.full_like(rows, t))
+        self.fin_logp.scatter_(1, slot, scores)
+        self.fin_count += finish.sum(1)
+        self.done |= self.fin_count >= self.k
 
-def _finish(prefixes: torch.Tensor, attn_hist: torch.Tensor | None, step_attn: torch.Tensor | None,
-            row: int, log_prob: float, src_len: int, alpha: float) -> Hypothesis:
-    """The hypothesis made of slot ``row``'s prefix followed by ``<eos>``."""
-    ids = prefixes[row].tolist()
-    attention = None
-    if step_attn is not None:
-        last = step_attn[row : row + 1]  # [1, src_len]
-        steps = last if attn_hist is None else torch.cat([attn_hist[row], last])
-        attention = steps[:, :src_len].float().cpu()  # [len(ids) + 1, src_len]
-    return Hypothesis(ids, log_prob / gnmt_length_penalty(len(ids) + 1, alpha), attention)
+    def _fill_slots(self, live: torch.Tensor, rows: torch.Tensor, words: torch.Tensor,
+                    scores: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``k`` live candidates, in rank order, fill a sentence's ``k`` slots; slots
+        left over (a done sentence, a tiny vocabulary) are dead: score -inf, fed ``<eos>``."""
+        k = self.k
+        pos = live.long().cumsum(1) - 1  # [batch, c]
+        slot = torch.where(live & (pos < k), pos, k)  # the rest go to the spare last column
+        new_rows = self.first_row.expand(-1, k + 1).clone()  # [batch, k + 1]
+        new_words = torch.full_like(new_rows, self.eos_id)
+        new_scores = torch.full((self.batch, k + 1), float("-inf"), device=scores.device)
+        new_rows.scatter_(1, slot, rows)
+        new_words.scatter_(1, slot, words)
+        new_scores.scatter_(1, slot, scores)
+        self.scores = new_scores[:, :k]
+        parents, inp = new_rows[:, :k].reshape(-1), new_words[:, :k].reshape(-1)  # [batch * k]
+        self.parents[:, t] = parents
+        self.words[:, t] = inp
+        return parents, inp
+
+    def _trace_back(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Words [batch, 2k, last_step] and attention [batch, 2k, last_step + 1, src_len] (or
+        None) of every finished hypothesis, read along the parent pointers."""
+        cur = self.fin_row[:, :-1].reshape(-1)  # [n]: the row each hypothesis ended in
+        ends = self.fin_step[:, :-1].reshape(-1)  # [n]: the step it ended at (= its length)
+        n, last = cur.shape[0], self.last_step
+        ids = torch.full((n, last), self.eos_id, dtype=torch.long, device=cur.device)
+        attn = None
+        if self.attn is not None:
+            attn = self.attn.new_zeros((n, last + 1, self.attn.shape[-1]))
+        for j in range(last, -1, -1):  # invariant: cur is the row at step j where ends >= j
+            active = ends >= j  # [n]
+            if attn is not None:
+                attn[:, j] = torch.where(active.unsqueeze(1), self.attn[cur, j], 0)
+            if j > 0:
+                ids[:, j - 1] = torch.where(active, self.words[cur, j - 1], self.eos_id)
+                cur = torch.where(active, self.parents[cur, j - 1], cur)
+        shape = (self.batch, self.fin_row.shape[1] - 1)
+        return ids.view(*shape, last), None if attn is None else attn.view(*shape, *attn.shape[1:])
+
+    def hypotheses(self, src_lens: torch.Tensor, alpha: float, n_best: int
+                   ) -> list[list[Hypothesis]]:
+        """The ``n_best`` finished hypotheses of each sentence, best first (one host transfer)."""
+        ids, attn = self._trace_back()
+        ids, ends = ids.cpu().tolist(), self.fin_step.cpu().tolist()
+        logps, counts = self.fin_logp.cpu().tolist(), self.fin_count.cpu().tolist()
+        attn = None if attn is None else attn.float().cpu()
+        lens = src_lens.tolist()
+        out = []
+        for b in range(self.batch):
+            hyps = []
+            for i in range(counts[b]):  # in the order they finished, as ties keep it
+                length = ends[b][i]
+                score = logps[b][i] / gnmt_length_penalty(length + 1, alpha)
+                weights = None if attn is None else attn[b, i, : length + 1, : lens[b]]
+                hyps.append(Hypothesis(ids[b][i][:length], score, weights))
+            out.append(sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best])
+        return out

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from markov import EOS, A, B, MarkovModel
 
 from seq2seq_lib import (
-    Encoded,
     Translator,
     beam_search,
     collate,
@@ -17,45 +16,6 @@ from seq2seq_lib import (
 )
 from seq2seq_lib.cli import main
 from seq2seq_lib.vocab import Vocab
-
-EOS, A, B = Vocab.eos_id, 4, 5
-
-
-class MarkovDecoder(nn.Module):
-    """A hand-set decoder: the next word's probabilities depend on the previous word only.
-
-    Its "state" is the previous word's id, and :meth:`project` looks up log-probabilities in
-    the table ``log_probs`` [vocab, vocab] (row = previous word). Words missing from a row
-    are impossible; a previous word without a row is always followed by ``<eos>``.
-    """
-
-    has_attention = False
-
-    def __init__(self, probs: dict[int, dict[int, float]], vocab_size: int = 6):
-        super().__init__()
-        table = torch.full((vocab_size, vocab_size), float("-inf"))
-        for prev in range(vocab_size):
-            for word, p in probs.get(prev, {EOS: 1.0}).items():
-                table[prev, word] = math.log(p)
-        self.log_probs = nn.Parameter(table, requires_grad=False)
-
-    def forward(self, inputs, hidden, enc):
-        return inputs.unsqueeze(-1).float(), hidden, None  # states: [steps, batch, 1]
-
-    def project(self, states):
-        return self.log_probs[states.squeeze(-1).long()]  # [..., vocab]
-
-
-class MarkovModel(nn.Module):
-    def __init__(self, probs):
-        super().__init__()
-        self.decoder = MarkovDecoder(probs)
-
-    def encode(self, src, src_lens):
-        batch = src.shape[1]
-        return Encoded(torch.zeros(src.shape[0], batch, 1), torch.zeros(1, batch, 1),
-                       (src != Vocab.pad_id).t())
-
 
 # greedy takes A (0.6), after which the best it can do is <eos> (0.35): 0.21 in all;
 # beam search keeps B (0.4) too, and B <eos> has probability 0.4 * 0.95 = 0.38
@@ -114,6 +74,16 @@ def test_length_penalty_favours_longer_outputs():
     assert len(longer.ids) > 0
 
 
+def test_max_len_zero_gives_the_empty_sentence_and_refuses_a_longer_n_best():
+    """With no room for a word the empty sentence is the only output: n_best 1 returns it,
+    a larger n_best is refused rather than silently answered with fewer hypotheses."""
+    model = MarkovModel({Vocab.sos_id: {A: 0.6, B: 0.3, EOS: 0.1}})
+    [[hyp]] = beam_search(model, *ONE_SOURCE, beam_size=3, max_len=0, length_penalty=0.6)
+    assert hyp.ids == [] and hyp.score == pytest.approx(math.log(0.1) / gnmt_length_penalty(1, 0.6))
+    with pytest.raises(ValueError, match="n_best must be 1 when max_len is 0"):
+        beam_search(model, *ONE_SOURCE, beam_size=3, max_len=0, n_best=3)
+
+
 def test_bad_beam_arguments_are_refused():
     model = MarkovModel(TRAP)
     with pytest.raises(ValueError, match="beam_size"):
@@ -134,9 +104,8 @@ def test_beam_size_one_equals_greedy(memorized, tiny_data):
         beam = beam_search(model, b.src, b.src_lens, beam_size=1, max_len=max_len,
                            length_penalty=0.0)
         assert [h.ids for h in greedy] == [h[0].ids for h in beam]
-    greedy = greedy_decode(model, b.src, b.src_lens)
-    beam = beam_search(model, b.src, b.src_lens, beam_size=1, length_penalty=0.0)
-    assert [h.score for h in greedy] == pytest.approx([h[0].score for h in beam], abs=1e-5)
+        assert [h.score for h in greedy] == pytest.approx([h[0].score for h in beam], abs=1e-5)
+    assert any(len(h.ids) == 3 for h in greedy)  # some outputs were cut
 
 
 def test_batched_beam_search_equals_one_sentence_at_a_time(memorized, tiny_data):

@@ -1,6 +1,10 @@
-import torch
+import math
 
-from seq2seq_lib import collate, greedy_decode, greedy_trace
+import pytest
+import torch
+from markov import EOS, A, MarkovModel
+
+from seq2seq_lib import beam_search, collate, greedy_decode, greedy_trace
 from seq2seq_lib.vocab import Vocab
 
 
@@ -64,3 +68,28 @@ def test_greedy_trace_top_k(memorized, tiny_data):
         probs = [p for _, p in step]
         assert len(step) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
     assert all(0 < p <= 1 for step in steps for _, p in step)
+
+
+ONE_SOURCE = (torch.tensor([[Vocab.sos_id], [7], [Vocab.eos_id]]), torch.tensor([3]))
+
+
+def test_an_output_cut_at_max_len_is_scored_as_ended_with_eos():
+    """Greedy keeps picking A; at max_len 2 the output is cut. Its score covers the two words
+    kept and the <eos> that ends it (as in beam search), not the third A that was dropped."""
+    model = MarkovModel({Vocab.sos_id: {A: 0.9, EOS: 0.1}, A: {A: 0.8, EOS: 0.2}})
+    hyp = greedy_decode(model, *ONE_SOURCE, max_len=2)[0]
+    assert hyp.ids == [A, A]
+    assert hyp.score == pytest.approx(math.log(0.9 * 0.8 * 0.2))
+    beam = beam_search(model, *ONE_SOURCE, beam_size=1, max_len=2, length_penalty=0.0)[0][0]
+    assert beam.ids == hyp.ids and beam.score == pytest.approx(hyp.score)
+    # an output that ends by itself before the limit keeps its own <eos> probability
+    short = greedy_decode(MarkovModel({Vocab.sos_id: {A: 0.9, EOS: 0.1}}), *ONE_SOURCE)[0]
+    assert short.ids == [A] and short.score == pytest.approx(math.log(0.9))
+
+
+def test_a_negative_max_len_is_refused():
+    model = MarkovModel({})
+    with pytest.raises(ValueError, match="max_len must be >= 0, got -1"):
+        greedy_decode(model, *ONE_SOURCE, max_len=-1)
+    with pytest.raises(ValueError, match="max_len must be >= 0, got -1"):
+        beam_search(model, *ONE_SOURCE, max_len=-1)
