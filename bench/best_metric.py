@@ -1,6 +1,6 @@
 """Which checkpoint should "best" mean: the lowest validation loss or the highest validation BLEU?
 
-    python bench/best_metric.py                    # the demo recipe, seeds 0 1 2 (~15 min, 2 cores)
+    python bench/best_metric.py                    # the demo recipe, seeds 0 1 2 (~12 min on a quiet 2-core CPU)
     python bench/best_metric.py --seeds 0 --epochs 3 --limit 600   # a smoke run
 
 Each seed trains the ``make demo`` recipe once (``train --preset demo --seed S``: the seed sets the
@@ -28,7 +28,7 @@ import torch
 
 from seq2seq_lib import Translator, prepare_data
 from seq2seq_lib.config import demo_configs
-from seq2seq_lib.metrics import corpus_bleu, paired_bootstrap
+from seq2seq_lib.metrics import paired_bootstrap
 from seq2seq_lib.recipe import train_model
 
 HERE = Path(__file__).resolve().parent
@@ -105,7 +105,7 @@ def verdict(low: float, high: float) -> str:
     return "no difference these test sets can show"
 
 
-def render(comparisons: list[dict[str, Any]], runs: list[dict[str, Any]], command: str) -> str:
+def render(comparisons: list[dict[str, Any]], command: str) -> str:
     lines = ["# Best by validation loss or by validation BLEU", "",
              f"Command: `{command}`", "",
              "Test BLEU (case-insensitive sacreBLEU) of the two checkpoints one training run keeps; "
@@ -119,8 +119,6 @@ def render(comparisons: list[dict[str, Any]], runs: list[dict[str, Any]], comman
                   f"{r['epochs']} |" for r in c["rows"]]
         lines += ["", f"Mean over seeds: {c['mean_loss']:.2f} (loss) vs {c['mean_bleu']:.2f} "
                   f"(BLEU). Pooled: {verdict(c['pooled_low'], c['pooled_high'])}.", ""]
-    seconds = sum(r["train_s"] for r in runs)
-    lines += [f"Training time, all seeds: {seconds / 60:.1f} min.", ""]
     return "\n".join(lines)
 
 
@@ -139,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run)
     comparisons = [compare(runs, beam) for beam in (1, 5)]
     command = "python bench/best_metric.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = render(comparisons, runs, command.strip())
+    text = render(comparisons, command.strip())
     print(text)
     Path(args.out).write_text(text, encoding="utf-8")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,33 @@ def last_checkpoint_path(path: str | Path) -> Path:
     ``checkpoints/model.pt`` → ``checkpoints/model.last.pt``."""
     path = Path(path)
     return path.with_name(f"{path.stem}.last{path.suffix or '.pt'}")
+
+
+def best_checkpoint_path(path: str | Path) -> Path:
+    """The *best* checkpoint a checkpoint belongs to: ``model.last.pt`` → ``model.pt``; a best
+    checkpoint is its own."""
+    path = Path(path)
+    if path.stem.endswith(".last"):
+        return path.with_name(path.stem[: -len(".last")] + path.suffix)
+    return path
+
+
+def copy_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Copy a checkpoint file whole and atomically (a temporary file renamed into place)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def run_history(path: str | Path) -> list[dict[str, float]]:

@@ -124,7 +124,7 @@ def test_resume_refuses_flags_that_contradict_the_checkpoint(checkpoint, tmp_pat
 
 def test_resume_takes_vocabularies_and_settings_from_the_checkpoint(checkpoint, tmp_path):
     """Flags left out come from the checkpoint, not from the defaults (min_freq 2, hid 512)."""
-    from seq2seq_lib import load_checkpoint
+    from seq2seq_lib import load_checkpoint, run_history
 
     out = tmp_path / "resumed.pt"
     r = run("train", "--resume", str(checkpoint), "--epochs", "3", "--quiet", "--out", str(out))
@@ -132,7 +132,7 @@ def test_resume_takes_vocabularies_and_settings_from_the_checkpoint(checkpoint, 
     before, after = load_checkpoint(checkpoint), load_checkpoint(out)
     assert after["src_vocab"] == before["src_vocab"] and after["trg_vocab"] == before["trg_vocab"]
     assert after["model_cfg"] == before["model_cfg"] and after["data_cfg"] == before["data_cfg"]
-    assert [int(h["epoch"]) for h in after["history"]] == [1, 2, 3]
+    assert [int(h["epoch"]) for h in run_history(out)] == [1, 2, 3]
 
 
 def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path):

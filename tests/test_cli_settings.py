@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from seq2seq_lib.checkpoint import best_checkpoint_path
 from seq2seq_lib.cli import build_parser, main
 from seq2seq_lib.cli.flags import SECTIONS, settings
 from seq2seq_lib.cli.settings import to_yaml
-from seq2seq_lib.cli.train import plan, resume_out
+from seq2seq_lib.cli.train import plan
 from seq2seq_lib.config import DataConfig, ModelConfig, TrainConfig
 
 DATA = Path(__file__).parent / "data"
@@ -100,5 +101,5 @@ def test_a_flag_that_contradicts_another_corpus_flag_is_refused(capsys):
 
 
 def test_a_resume_writes_beside_the_checkpoint_it_resumes():
-    assert resume_out("checkpoints/demo.last.pt") == Path("checkpoints/demo.pt")
-    assert resume_out("runs/a.pt") == Path("runs/a.pt")
+    assert best_checkpoint_path("checkpoints/demo.last.pt") == Path("checkpoints/demo.pt")
+    assert best_checkpoint_path("runs/a.pt") == Path("runs/a.pt")

@@ -182,7 +182,10 @@ def test_the_command_line_under_torchrun(tmp_path):
         capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("test BLEU") == 1 and "2 processes (torchrun)" in proc.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.last.pt", "m.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "m.config.yaml", "m.last.pt", "m.metrics.csv", "m.metrics.jsonl", "m.pt"]
+    lines = (tmp_path / "m.metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2  # one per validation: only the first process writes
     saved = load_checkpoint(tmp_path / "m.last.pt")["trainer_state"]
     assert (saved["world_size"], saved["step"], len(saved["rng"])) == (WORLD, 6, WORLD)
 

@@ -152,6 +152,23 @@ def test_a_resume_that_finds_no_new_best_leaves_the_best_checkpoint_whole(
     assert len(load_checkpoint(last_checkpoint_path(path))["history"]) == 3
 
 
+def test_a_resume_that_writes_elsewhere_starts_with_the_best_file_it_continues(
+        tiny_data, tmp_path, scripted_losses):
+    """Resumed into another checkpoint path and finding no new best, a run once left no best
+    file there: it starts with a whole copy of the best it continues, from the resumed file
+    itself or from the best file beside a last state."""
+    data_cfg, data = tiny_data
+    scripted_losses(1.0, 2.0, 3.0, 3.0, 3.0)
+    path = tmp_path / "m.pt"
+    make_trainer(data_cfg, data, epochs=2, path=path).fit()  # the best: step 3
+    for source, target in ((last_checkpoint_path(path), tmp_path / "a.pt"), (path, tmp_path / "b.pt")):
+        resumed = make_trainer(data_cfg, data, epochs=3, path=target)
+        resumed.resume(source)
+        result = resumed.fit()
+        assert (result.best_step, result.checkpoint) == (3, target)
+        assert target.read_bytes() == path.read_bytes()
+
+
 def test_an_empty_validation_set_is_refused(tiny_data):
     """An empty validation set once gave a valid loss of 0.0 (the first epoch stayed the best)
     and then an IndexError in the validation BLEU."""
@@ -342,3 +359,15 @@ def test_a_background_run_keeps_the_result_or_the_error():
         run.start(until_stopped)
     run.stop()
     assert run.wait(timeout=10) == "stopped" and not run.running
+
+
+def test_best_metric_auto_means_bleu_when_a_validation_bleu_is_computed():
+    """bench/best_metric.py measured best-by-BLEU above best-by-loss on the demo recipe, so
+    "auto" (the default) takes BLEU whenever there is one, and loss otherwise."""
+    from seq2seq_lib.config import ConfigError
+
+    assert TrainConfig().best_metric == "auto" and TrainConfig().best_by == "loss"
+    assert TrainConfig(valid_bleu_sample=20).best_by == "bleu"
+    assert TrainConfig(valid_bleu_sample=20, best_metric="loss").best_by == "loss"
+    with pytest.raises(ConfigError, match="best_metric must be auto, loss or bleu"):
+        TrainConfig(best_metric="chrf")

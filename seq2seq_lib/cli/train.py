@@ -111,18 +111,10 @@ def _with_paths(p: Plan) -> Plan:
     return p
 
 
-def resume_out(resume: str | Path) -> Path:
-    """Where a resumed run writes: where its checkpoint came from (``X.last.pt`` → ``X.pt``)."""
-    path = Path(resume)
-    if path.stem.endswith(".last"):
-        return path.with_name(path.stem[: -len(".last")] + path.suffix)
-    return path
-
-
 def _resume_plan(args: argparse.Namespace, upper: list[Layer]) -> Plan:
     """The checkpoint's settings under the file and flags; a data or model setting that
     contradicts it is refused (the cache folder may move: ``--data-dir`` is checked by hash)."""
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import best_checkpoint_path, load_checkpoint
 
     if args.preset:
         raise ValueError("--preset does not apply to --resume: the checkpoint's settings are used")
@@ -130,7 +122,7 @@ def _resume_plan(args: argparse.Namespace, upper: list[Layer]) -> Plan:
     info = ckpt["info"]
     base = configs_layer(f"the checkpoint {args.resume}", (info.data_cfg, info.model_cfg,
                                                            ckpt["train_cfg"]))
-    base.values["train"]["checkpoint_path"] = str(resume_out(args.resume))
+    base.values["train"]["checkpoint_path"] = str(best_checkpoint_path(args.resume))
     for layer in upper:
         for section in ("data", "model"):
             for key, value in layer.values[section].items():

@@ -22,7 +22,14 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CheckpointInfo, check_same_vocabularies, load_checkpoint, save_checkpoint
+from ..checkpoint import (
+    CheckpointInfo,
+    best_checkpoint_path,
+    check_same_vocabularies,
+    copy_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ..config import TrainConfig
 from ..train import EpochRecord
 from .state import TrainState
@@ -68,6 +75,26 @@ class CheckpointKeeper:
             self.keep_best(ckpt["best_model_state"])
         elif state.best_epoch and state.best_step == state.step:
             self.keep_best(ckpt["model_state"])
+
+    def adopt_resumed_best(self, source: str | Path, ckpt: dict[str, Any],
+                           state: TrainState) -> None:
+        """A run resumed from ``source`` that writes its best elsewhere starts with the best
+        file it continues: ``source`` itself when that is the best state, else the best file
+        beside it (``X.last.pt`` → ``X.pt``), copied whole; never one of another step."""
+        if self.best_path is None or not self.is_main or not state.best_epoch:
+            return
+        source = Path(source)
+        candidates = [source, best_checkpoint_path(source)]
+        if any(c.is_file() and c.resolve() == self.best_path.resolve() for c in candidates):
+            return  # the best file is already where this run writes it
+        if ckpt["trainer_state"]["step"] == state.best_step:
+            copy_checkpoint(source, self.best_path)
+            return
+        sibling = best_checkpoint_path(source)
+        if sibling != source and sibling.is_file():
+            saved = load_checkpoint(sibling).get("trainer_state") or {}
+            if saved.get("step") == state.best_step:
+                copy_checkpoint(sibling, self.best_path)
 
     def wants(self, best: bool) -> bool:
         """Whether a validation (a new best or not) writes anything."""

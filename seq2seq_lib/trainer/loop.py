@@ -138,7 +138,7 @@ class Trainer:
         """Everything besides weights, optimizer and scaler that a resumed run needs (plain data
         and tensors). Collects every process's RNG state, so all processes must call it."""
         scheduler = self.updater.scheduler
-        return {**self.state.to_dict(), "best_metric": self.cfg.best_metric,
+        return {**self.state.to_dict(), "best_metric": self.cfg.best_by,
                 "batches_per_epoch": len(self.train_loader), "world_size": self.dist.world_size,
                 "scheduler": scheduler.state_dict() if scheduler else None,
                 "rng": self.dist.gather(rng_state(self.device))}
@@ -157,9 +157,10 @@ class Trainer:
             return
         st = self.state
         st.load(saved, ckpt["history"])
-        if saved.get("best_metric") != self.cfg.best_metric:  # "best" means something else now
+        if saved.get("best_metric") != self.cfg.best_by:  # "best" means something else now
             st.best_score, st.bad_validations = None, 0
         self.keeper.keep_resumed_best(ckpt, st)
+        self.keeper.adopt_resumed_best(path, ckpt, st)
         self.order.continue_from(st, saved)
 
     def fit(self) -> FitResult:
@@ -192,7 +193,7 @@ class Trainer:
         return FitResult(st.history, st.best_epoch, st.best_valid_loss, stopped,
                          self.keeper.best_checkpoint(st), time.perf_counter() - self.stops.started,
                          precision=self.precision.name, best_step=st.best_step,
-                         best_metric=self.cfg.best_metric,
+                         best_metric=self.cfg.best_by,
                          best_score=math.nan if st.best_score is None else st.best_score,
                          steps=st.step, last_checkpoint=self.keeper.last_checkpoint())
 
@@ -249,8 +250,8 @@ class Trainer:
         st.seconds += record["seconds"]
         st.history.append(record)
         self.record = record
-        metric = record["valid_loss" if cfg.best_metric == "loss" else "valid_bleu"]
-        better = st.record_validation(metric, record["valid_loss"], cfg.best_metric == "loss")
+        metric = record["valid_loss" if cfg.best_by == "loss" else "valid_bleu"]
+        better = st.record_validation(metric, record["valid_loss"], cfg.best_by == "loss")
         if better:
             self.keeper.keep_best(self.model.state_dict())
         self.updater.schedule(metric)

@@ -24,7 +24,7 @@ class Updater:
         self.loss_fn = loss_fn
         self.optimizer = make_optimizer(model, cfg.lr, device)
         self.scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
-        self.scheduler = (ReduceLROnPlateau(self.optimizer, "min" if cfg.best_metric == "loss"
+        self.scheduler = (ReduceLROnPlateau(self.optimizer, "min" if cfg.best_by == "loss"
                                             else "max", cfg.lr_factor, cfg.lr_patience)
                           if cfg.lr_schedule == "plateau" else None)
 
