@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -93,20 +94,8 @@ def best_checkpoint_path(path: str | Path) -> Path:
 
 def copy_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Copy a checkpoint file whole and atomically (a temporary file renamed into place)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    with open(source, "rb") as src:
+        return _write_atomically(target, lambda out: shutil.copyfileobj(src, out))
 
 
 def run_history(path: str | Path) -> list[dict[str, float]]:
@@ -125,13 +114,19 @@ def run_history(path: str | Path) -> list[dict[str, float]]:
     return best["history"]
 
 
-def _write_atomically(path: str | Path, payload: dict[str, Any]) -> Path:
+def _write_atomically(path: str | Path, write: dict[str, Any] | Callable[[BinaryIO], Any]
+                      ) -> Path:
+    """Write a checkpoint payload (or what ``write(file)`` writes) to a temporary file in the
+    same folder, then rename it into place with the user's usual file permissions."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+            if callable(write):
+                write(fh)
+            else:
+                torch.save(write, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())

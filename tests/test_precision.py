@@ -284,13 +284,15 @@ BIDI_ATTN_MODEL = ModelConfig(emb_dim=16, hid_dim=24, n_layers=2, dropout=0.1, b
 @pytest.mark.parametrize("model_cfg", [TINY_MODEL, ATTN_MODEL, BIDI_ATTN_MODEL],
                          ids=["gru", "attention", "bidirectional-2-layers"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_every_gru_runs_in_the_autocast_dtype_and_never_in_another(tiny_data, model_cfg, dtype):
-    """Under bf16 autocast every GRU (encoder over packed rows, fused decoder, step-by-step
-    decoder, greedy decoding) gets inputs, state and weights in bf16 and computes in bf16 only,
-    never fp16 (CUDA's cuDNN autocast would pick fp16) nor float32 (the CPU's state did). Under
-    fp16 autocast (runs with a gradient scaler) the GRUs run in fp16."""
-    from seq2seq_lib import build_model
+def test_every_gru_runs_in_the_autocast_dtype_and_never_in_another(tiny_data, model_cfg, dtype,
+                                                                   monkeypatch):
+    """The path CUDA and MPS take, run here on the CPU: under bf16 autocast every GRU (encoder
+    over packed rows, fused decoder, step-by-step decoder, greedy decoding) gets inputs, state
+    and weights in bf16 and computes in bf16 only, never fp16 (CUDA's cuDNN autocast would pick
+    fp16) nor float32. Under fp16 autocast (runs with a gradient scaler) the GRUs run in fp16."""
+    from seq2seq_lib import build_model, recurrent
 
+    monkeypatch.setattr(recurrent, "EXPLICIT_DEVICES", frozenset({"cpu"}))
     _, data = tiny_data
     model = build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab))
     batch = collate([data.train[i] for i in range(6)])
@@ -305,6 +307,39 @@ def test_every_gru_runs_in_the_autocast_dtype_and_never_in_another(tiny_data, mo
     assert computed and all(dtypes == {dtype} for dtypes in computed.values()), computed
     assert all(p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32
                for p in model.parameters() if p.requires_grad)
+
+
+def test_gpus_take_the_explicit_dtype_and_the_cpu_leaves_the_gru_to_autocast():
+    """cuDNN's autocast wrapper would run a bf16 GRU in fp16: on CUDA (and MPS) the GRU runs in
+    the autocast dtype itself; on the CPU autocast's own handling is kept (see the next test)."""
+    from seq2seq_lib.recurrent import explicit_dtype
+
+    for device in ("cuda", "mps"):
+        assert explicit_dtype(device, torch.bfloat16) == torch.bfloat16
+        assert explicit_dtype(device, torch.float16) == torch.float16
+        assert explicit_dtype(device, None) is None
+    assert explicit_dtype("cpu", torch.bfloat16) is None
+
+
+@pytest.mark.parametrize("model_cfg", [TINY_MODEL, BIDI_ATTN_MODEL], ids=["gru", "bidirectional"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_on_the_cpu_every_gru_product_runs_in_the_autocast_dtype(tiny_data, model_cfg, dtype):
+    """On the CPU autocast computes a GRU's matrix products in its own dtype (never the other
+    half-precision one), keeping the state in float32."""
+    from seq2seq_lib import build_model
+
+    _, data = tiny_data
+    model = build_model(model_cfg, len(data.src_vocab), len(data.trg_vocab))
+    batch = collate([data.train[i] for i in range(6)])
+    recorder, calls = _record_inside_grus(model)
+    with torch.autocast("cpu", dtype=dtype):
+        loss, _ = batch_loss(model, batch)
+        greedy_decode(model, batch.src, batch.src_lens, max_len=4)
+    loss.backward()
+    other = torch.float16 if dtype == torch.bfloat16 else torch.bfloat16
+    products = {op: recorder.seen[op] for op in ("addmm", "mm", "linear") if op in recorder.seen}
+    assert products and all(dtype in d and other not in d for d in products.values()), products
+    assert all(other not in d for d in recorder.seen.values()), recorder.seen
 
 
 @pytest.mark.parametrize("model_cfg", [TINY_MODEL, BIDI_ATTN_MODEL], ids=["gru", "bidirectional"])
