@@ -65,11 +65,6 @@ def report(translator: Any, pairs: Sequence[Pair], n_examples: int, label: str, 
         print(f"  {zh}\n    reference: {en}\n    model:     {hyp}")
 
 
-def on_terminal(quiet: bool = False) -> bool:
-    """Whether to draw a progress bar: on a terminal only, unless ``--quiet`` (a log gets none)."""
-    return not quiet and sys.stderr is not None and sys.stderr.isatty()
-
-
 def use_utf8_streams() -> None:
     """Standard input, output and error in UTF-8 whatever the locale (Windows code pages)."""
     for stream in (sys.stdin, sys.stdout, sys.stderr):

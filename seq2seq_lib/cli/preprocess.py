@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from .common import on_terminal
 from .flags import add_flags, given
 from .settings import Layer, build, default_layer, derive_source
 
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     try:
         result = cache.preprocess(cfg, args.out, workers=args.workers, force=args.force,
-                                  progress=on_terminal(args.quiet))
+                                  progress=not args.quiet)
     except KeyboardInterrupt:
         raise CacheError(f"interrupted: nothing was written to {args.out}") from None
     print(result.summary())
