@@ -57,6 +57,24 @@ def shrink(data_cfg: DataConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
             replace(train_cfg, epochs=min(train_cfg.epochs, 2)))
 
 
+Configs = tuple[DataConfig, ModelConfig, TrainConfig]
+
+
+def setup(*recipes: Configs) -> Any:
+    """A notebook's settings: each recipe (``(data, model, train)`` configs) as it is, or made
+    tiny when the test suite runs the notebook (fast mode). No recipe: the library's defaults.
+
+    One recipe gives back its three configs, several give back a list of them.
+    """
+    shrunk = [shrink(*r) for r in (recipes or ((DataConfig(), ModelConfig(), TrainConfig()),))]
+    return shrunk[0] if len(shrunk) == 1 else shrunk
+
+
+def sized(full: T, fast: T) -> T:
+    """``full``, or the smaller ``fast`` when the test suite runs the notebook (fast mode)."""
+    return fast if fast_mode() else full
+
+
 def checkpoint_dir() -> Path:
     """Where the notebooks keep their checkpoints: ``checkpoints/`` at the top of the course
     (or the folder named by ``SEQ2SEQ_CHECKPOINTS``)."""
@@ -160,11 +178,11 @@ def ablation_recipes() -> list[Recipe]:
     data_cfg, model_cfg, train_cfg = attention_recipe()
     plain = replace(model_cfg, attention="none", bidirectional=False)
     return [
-        Recipe("gru_small.pt", "GRU, no attention", data_cfg, plain, train_cfg),
-        Recipe("attention_uni.pt", "+ attention", data_cfg, replace(plain, attention="bahdanau"),
+        Recipe("gru_small.pt", "GRU，无注意力", data_cfg, plain, train_cfg),
+        Recipe("attention_uni.pt", "+ 注意力", data_cfg, replace(plain, attention="bahdanau"),
                train_cfg),
-        Recipe("attention.pt", "+ bidirectional encoder", data_cfg, model_cfg, train_cfg),
-        Recipe("attention_char.pt", "+ character tokens", replace(data_cfg, zh_tokens="char"),
+        Recipe("attention.pt", "+ 双向编码器", data_cfg, model_cfg, train_cfg),
+        Recipe("attention_char.pt", "+ 中文按字切", replace(data_cfg, zh_tokens="char"),
                model_cfg, train_cfg),
     ]
 
@@ -239,26 +257,32 @@ class Table:
     """A small table that shows as HTML in a notebook and as aligned text elsewhere.
 
     >>> Table(["word", "p"], [["I", "0.41"], ["We", "0.12"]])   # doctest: +SKIP
+
+    ``conclusion``: one or more sentences shown under the table, computed from its figures.
     """
 
     def __init__(self, header: Sequence[Any], rows: Sequence[Sequence[Any]],
-                 caption: str | None = None):
+                 caption: str | None = None, conclusion: str | Sequence[str] = ()):
         self.header = [str(h) for h in header]
         self.rows = [[str(c) for c in row] for row in rows]
         self.caption = caption
+        # what the table shows, computed by the cell that measured it (e.g. with verdict())
+        self.conclusion = [conclusion] if isinstance(conclusion, str) else list(conclusion)
 
     def _repr_html_(self) -> str:
         cells = lambda tag, row: "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)
         caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
         body = "".join(f"<tr>{cells('td', row)}</tr>" for row in self.rows)
-        return f"<table>{caption}<thead><tr>{cells('th', self.header)}</tr></thead>{body}</table>"
+        table = f"<table>{caption}<thead><tr>{cells('th', self.header)}</tr></thead>{body}</table>"
+        return table + "".join(f"<p>{html.escape(line)}</p>" for line in self.conclusion)
 
     def __repr__(self) -> str:
         widths = [max(len(r[i]) for r in [self.header, *self.rows] if i < len(r))
                   for i in range(len(self.header))]
         line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
         lines = [line(self.header), line(["-" * w for w in widths]), *map(line, self.rows)]
-        return "\n".join(([self.caption] if self.caption else []) + lines)
+        return "\n".join(([self.caption] if self.caption else []) + lines
+                         + ([""] + self.conclusion if self.conclusion else []))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +297,35 @@ def show_source(*objects: Any) -> Any:
 
     return Code("\n\n".join(inspect.getsource(obj).rstrip() for obj in objects),
                 language="python")
+
+
+def show_folded(*objects: Any, summary: str = "展开看库里的实现") -> Any:
+    """Like :func:`show_source`, folded (an HTML ``<details>`` the learner opens on purpose):
+    the library's version of what an exercise just asked for, shown only after it."""
+    from IPython.display import HTML
+
+    source = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
+    return HTML(f"<details><summary>{html.escape(summary)}</summary>"
+                f"<pre><code>{html.escape(source)}</code></pre></details>")
+
+
+VERDICTS = {"better": "显著更好", "tie": "分不出", "worse": "显著更差"}
+
+
+def verdict(result: PairedBootstrap, name_b: str = "b", name_a: str = "a") -> str:
+    """One computed conclusion from a paired bootstrap (b compared with a), in Chinese:
+    "显著更好" / "分不出" / "显著更差", with the interval it rests on."""
+    if result.low > 0:
+        word = VERDICTS["better"]
+    elif result.high < 0:
+        word = VERDICTS["worse"]
+    else:
+        word = VERDICTS["tie"]
+    detail = (f"BLEU {result.bleu_b:.2f} 对 {result.bleu_a:.2f}，差 {result.delta:+.2f}，"
+              f"95% 区间 [{result.low:+.2f}, {result.high:+.2f}]")
+    if word == VERDICTS["tie"]:
+        return f"{name_b} 和 {name_a} {word}（{detail}，区间包含 0）"
+    return f"{name_b} 比 {name_a} {word}（{detail}）"
 
 
 def print_progress(name: str = "") -> Callable[[dict[str, float], list[dict[str, float]]], None]:
@@ -376,3 +429,37 @@ def paired_bootstrap_by_length(hyps_a: Sequence[str], hyps_b: Sequence[str],
                 lowercase, samples, seed) if idx else PairedBootstrap(nan, nan, nan, nan, nan,
                                                                        nan, 0))
             for label, idx in zip(length_bin_labels(edges), members)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading single translations (notebook 08's last section)
+# ---------------------------------------------------------------------------------------------
+
+KINDS = {"exact": "与参考相同", "unknown": "含 ⁇", "repeat": "退化的重复",
+         "near": "说法不同、字面接近", "miss": "其他"}
+
+
+def repeats_itself(tokens: Sequence[str]) -> bool:
+    """Degenerate repetition: one word three times, or a two-word phrase twice in a row."""
+    words = [t for t in tokens if any(ch.isalnum() for ch in t)]
+    if any(words.count(w) >= 3 for w in set(words)):
+        return True
+    return any(words[i:i + 2] == words[i + 2:i + 4] for i in range(len(words) - 3))
+
+
+def translation_kind(hypothesis: str, reference: str, near_chrf: float = 45.0) -> str:
+    """Which :data:`KINDS` a translation is, in this order: the same words as its reference
+    (case and punctuation aside), an output with ⁇ (``<unk>``), degenerate repetition, a near
+    miss (sentence chrF at least ``near_chrf`` though not the same words), or none of those."""
+    from sacrebleu.metrics import CHRF
+
+    tokens = lambda s: [t for t in Tokenizer13a()(s.lower()).split() if any(c.isalnum() for c in t)]
+    if tokens(hypothesis) == tokens(reference):
+        return "exact"
+    if "⁇" in hypothesis:
+        return "unknown"
+    if repeats_itself(tokens(hypothesis)):
+        return "repeat"
+    if CHRF().sentence_score(hypothesis, [reference]).score >= near_chrf:
+        return "near"
+    return "miss"

@@ -212,3 +212,50 @@ def test_paired_bootstrap_by_length_matches_bleu_by_length():
             assert b.diff.bleu_b == pytest.approx(e.bleu)
         else:
             assert b.diff.samples == 0
+
+
+def test_setup_returns_each_recipe_unchanged_or_tiny_in_fast_mode(monkeypatch):
+    from seq2seq_lib.course import FAST_ENV, gru_recipe, setup, sized
+
+    monkeypatch.delenv(FAST_ENV, raising=False)
+    assert setup(gru_recipe()) == gru_recipe()
+    assert setup()[0] == DataConfig() and sized(3, fast=1) == 3
+    monkeypatch.setenv(FAST_ENV, "1")
+    data_cfg, model_cfg, _ = setup(gru_recipe())
+    assert data_cfg.limit == 400 and model_cfg.hid_dim < gru_recipe()[1].hid_dim
+    both = setup(gru_recipe(), gru_recipe())
+    assert isinstance(both, list) and len(both) == 2 and both[0] == (data_cfg, model_cfg, _)
+    assert sized(3, fast=1) == 1
+
+
+@pytest.mark.parametrize("low, high, word", [(0.2, 1.5, "显著更好"), (-0.4, 0.9, "分不出"),
+                                             (-2.0, -0.1, "显著更差")])
+def test_verdict_follows_the_interval(low, high, word):
+    from seq2seq_lib.course import verdict
+    from seq2seq_lib.metrics import PairedBootstrap
+
+    result = PairedBootstrap(10.0, 10.5, 0.5, low, high, 0.1, 1000)
+    text = verdict(result, "注意力", "GRU")
+    assert word in text and f"[{low:+.2f}, {high:+.2f}]" in text
+    assert ("区间包含 0" in text) == (word == "分不出")
+
+
+def test_a_table_ends_with_its_computed_conclusion():
+    table = Table(["a", "b"], [["1", "<2>"]], conclusion=["x 比 y 显著更好", "第二句"])
+    assert repr(table).splitlines()[-2:] == ["x 比 y 显著更好", "第二句"]
+    assert table._repr_html_().endswith("<p>x 比 y 显著更好</p><p>第二句</p>")
+    assert "<p>" not in Table(["a"], [["1"]])._repr_html_()
+
+
+@pytest.mark.parametrize("hyp, ref, kind", [
+    ("The weather is good today!", "the weather is good today.", "exact"),
+    ("I like ⁇.", "I like tea.", "unknown"),
+    ("I like school school school.", "I like studying machine learning.", "repeat"),
+    ("He is is a is a teacher.", "He is a teacher.", "repeat"),
+    ("Exercise is good for your health.", "Exercise benefits health.", "near"),
+    ("It is raining.", "He bought a car yesterday.", "miss"),
+])
+def test_translation_kinds(hyp, ref, kind):
+    from seq2seq_lib.course import translation_kind
+
+    assert translation_kind(hyp, ref) == kind
