@@ -44,16 +44,6 @@ MARK = "BENCH-DECODE "
 BATCH_ROWS = 128  # the Translator's default batch, shared by the beams of its sentences
 
 
-def best_time(task: Callable[[], Any], repeats: int) -> float:
-    """The fastest of ``repeats`` runs, in seconds (the one least disturbed by other programs)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        task()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -106,7 +96,7 @@ def decode_speeds(translator, sentences: list[str], repeats: int, max_len: int
                   ) -> dict[str, Any]:
     """Sentences/s of greedy, beam 5 and (if present) the former beam 5, in fp32 and bf16."""
     from seq2seq_lib import beam_search, greedy_decode
-    from seq2seq_lib.device import PrecisionChoice, autocast
+    from seq2seq_lib.device import PrecisionChoice, autocast, best_time
 
     reference = load_reference()
     greedy_batches = encoded_batches(translator, sentences, BATCH_ROWS)
@@ -127,7 +117,7 @@ def decode_speeds(translator, sentences: list[str], repeats: int, max_len: int
                     return [search(src, lens) for src, lens in batches]
 
             run()  # warm-up
-            seconds = best_time(run, repeats)
+            seconds, _ = best_time(run, repeats)
             row[name] = len(sentences) / seconds
         row["beam5_vs_greedy"] = row["beam5"] / row["greedy"]
         if reference is not None:

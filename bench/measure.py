@@ -300,7 +300,7 @@ class DecodeSpeed:
 def decode_speed(checkpoint: str, sentences_file: str, precision: str, device: str
                  ) -> DecodeSpeed:
     from seq2seq_lib import Translator
-    from seq2seq_lib.course import best_time
+    from seq2seq_lib.device import best_time
 
     sentences = json.loads(Path(sentences_file).read_text(encoding="utf-8"))
     translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import inspect
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from .batching import Batch
 from .checkpoint import last_checkpoint_path, load_checkpoint, run_history
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import Pair
+from .device import best_time  # noqa: F401 (notebook 06 times decoding with it)
 from .exercises import bleu_counts, bleu_from_counts, brevity_penalty
 from .metrics import PairedBootstrap, corpus_bleu, length_bin_labels, paired_bootstrap
 from .models import Seq2Seq
@@ -195,19 +195,6 @@ def training_summary(path: str | Path) -> dict[str, float]:
     return {"epochs": len(history), "best_epoch": int(ckpt["epoch"]),
             "best_valid_loss": min((r["valid_loss"] for r in history), default=float("nan")),
             "seconds": sum(r["seconds"] for r in history)}
-
-
-def best_time(task: Callable[[], T], repeats: int = 3) -> tuple[float, T]:
-    """Run ``task`` ``repeats`` times; the fastest run's seconds (the one least disturbed by
-    other programs) and the last result."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = task()
-        times.append(time.perf_counter() - start)
-    return min(times), result  # type: ignore[return-value]
 
 
 @dataclass

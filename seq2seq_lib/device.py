@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import platform
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 
@@ -228,3 +230,18 @@ def autocast(device: torch.device, choice: PrecisionChoice):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=choice.dtype)
 
+
+T = TypeVar("T")
+
+
+def best_time(task: Callable[[], T], repeats: int = 3) -> tuple[float, T]:
+    """Run ``task`` ``repeats`` times; the fastest run's seconds (the one least disturbed by
+    other programs) and the last result."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = task()
+        times.append(time.perf_counter() - start)
+    return min(times), result  # type: ignore[return-value]

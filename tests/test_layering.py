@@ -136,10 +136,11 @@ def test_the_command_line_and_the_bench_train_with_the_training_layer():
     assert NOTEBOOK_HELPERS.isdisjoint(reachable("cli"))
     assert "recipe" in GRAPH["cli"]
     benches = [ast.parse(p.read_text(encoding="utf-8")) for p in (ROOT / "bench").glob("*.py")]
-    from_course = {a.name for bench in benches for node in ast.walk(bench)
-                   if isinstance(node, ast.ImportFrom) and node.module == "seq2seq_lib.course"
-                   for a in node.names}
-    assert from_course.isdisjoint({"train_translator", "new_model", "make_loaders"})
+    helpers = {f"seq2seq_lib.{m}" for m in NOTEBOOK_HELPERS}
+    from_helpers = [f"{node.module}: {a.name}" for bench in benches for node in ast.walk(bench)
+                    if isinstance(node, ast.ImportFrom) and node.module in helpers
+                    for a in node.names]
+    assert not from_helpers, "the bench imports the notebooks' helpers"
 
 
 def test_subpackages_are_seen_whole():
