@@ -9,9 +9,13 @@ case that fails with what was expected and what came back, or one short line whe
 solution with the same name, so a test can swap one for the other and expect a pass.
 """
 
+from .display import Folded, show_answer, show_folded
 from .harness import (
     EXERCISES,
+    NOT_YET_IN_NOTEBOOKS,
+    PENDING,
     Exercise,
+    all_exercises,
     answer_source,
     exercise_for_cell,
     get_exercise,
@@ -20,6 +24,7 @@ from .harness import (
 from .nb02 import check_build_vocab
 from .nb03 import check_pad_batch
 from .nb04 import check_gru_step
+from .nb04_model import check_decoder, check_encoder, check_seq2seq
 from .nb05 import check_masked_loss
 from .nb06 import (
     bleu_counts,
@@ -34,8 +39,9 @@ from .nb07 import check_masked_softmax
 from .nb08 import check_beam_step
 
 __all__ = [
-    "EXERCISES", "Exercise", "answer_source", "bleu_counts", "bleu_from_counts", "bleu_from_scratch",
-    "brevity_penalty", "check_beam_step",
+    "EXERCISES", "NOT_YET_IN_NOTEBOOKS", "PENDING", "Exercise", "Folded", "all_exercises",
+    "show_answer", "show_folded", "answer_source", "bleu_counts", "bleu_from_counts", "bleu_from_scratch",
+    "brevity_penalty", "check_beam_step", "check_decoder", "check_encoder", "check_seq2seq",
     "check_bleu", "check_build_vocab", "check_greedy_decode", "check_gru_step",
     "check_masked_loss", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
     "get_exercise", "sacrebleu_on_tokens", "stub_source",
