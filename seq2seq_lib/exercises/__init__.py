@@ -25,7 +25,8 @@ from .nb02 import check_build_vocab
 from .nb03 import check_pad_batch
 from .nb04 import check_gru_step
 from .nb04_model import check_decoder, check_encoder, check_seq2seq
-from .nb05 import check_masked_loss
+from .nb05 import check_masked_loss, learner_model, train_learner_model
+from .nb05_train import check_train_epoch
 from .nb06 import (
     bleu_counts,
     bleu_from_counts,
@@ -43,6 +44,6 @@ __all__ = [
     "show_answer", "show_folded", "answer_source", "bleu_counts", "bleu_from_counts", "bleu_from_scratch",
     "brevity_penalty", "check_beam_step", "check_decoder", "check_encoder", "check_seq2seq",
     "check_bleu", "check_build_vocab", "check_greedy_decode", "check_gru_step",
-    "check_masked_loss", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
+    "check_masked_loss", "check_train_epoch", "learner_model", "train_learner_model", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
     "get_exercise", "sacrebleu_on_tokens", "stub_source",
 ]

@@ -73,7 +73,7 @@ def _fmt(x: Any, limit: int = 260) -> str:
             body = t.tolist() if t.numel() <= 24 else str(t.flatten()[:6].tolist())[:-1] + ", …]"
             text = f"tensor{list(t.shape)} {str(x.dtype).replace('torch.', '')} {body}"
     elif isinstance(x, float):
-        text = repr(round(x, 4))
+        text = repr(round(x, 6))
     elif isinstance(x, tuple):
         text = "(" + ", ".join(_fmt(v, limit) for v in x) + ")"
     elif isinstance(x, dict):
@@ -183,6 +183,17 @@ def _check(fn: Callable, hint: str, make_cases: Callable[[], list[_Case]],
     if not callable(fn):
         print(f"✗ 检查需要一个函数（或类），得到的是 {type(fn).__name__}")
         return False
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is many times faster on a busy CPU
+    try:
+        return _run_cases(fn, name, hint, make_cases, reference, atol)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_cases(fn: Callable, name: str, hint: str, make_cases: Callable[[], list[_Case]],
+               reference: Callable | None, atol: float) -> bool:
+    """:func:`_check`'s loop: each case on the reference and on ``fn``, the first failure."""
     with torch.random.fork_rng(devices=[]):  # the learner's random state stays as it was
         torch.manual_seed(0)
         cases = make_cases()

@@ -1,0 +1,126 @@
+"""Notebook 05 trains the learner's own notebook-04 classes when their checks passed (their cells
+kept), else the library's model, and says which; every way the kept code can fail falls back."""
+
+import linecache
+from dataclasses import replace
+
+import pytest
+import torch
+
+from seq2seq_lib import ModelConfig, Seq2Seq, TrainConfig, Translator, build_model, set_seed
+from seq2seq_lib.exercises import all_exercises, answer_source, learner_model, train_learner_model
+from seq2seq_lib.exercises.keep import kept_solution, solutions_dir
+
+ALL = all_exercises()
+CFG = ModelConfig(emb_dim=8, hid_dim=12, n_layers=2, dropout=0.1)
+NAMES = {"encoder": "MyEncoder", "decoder": "MyDecoder", "seq2seq": "MySeq2Seq"}
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQ2SEQ_CHECKPOINTS", str(tmp_path))
+    return tmp_path
+
+
+def pass_in_cells(sources=None, capsys=None):
+    """Run notebook 04's three exercise cells (as IPython would) and their checks."""
+    for i, (name, cls) in enumerate(NAMES.items()):
+        source = (sources or {}).get(name, answer_source(name))
+        cell = f"<ipython-input-{i}-cell>"
+        linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
+        namespace: dict = {}
+        exec(compile(source, cell, "exec"), namespace)
+        ALL[name].check(namespace[cls])
+
+
+def test_nothing_kept_trains_the_library_model(capsys):
+    model, message = learner_model(CFG, 20, 30)
+    assert type(model) is Seq2Seq and model.training
+    assert message.startswith("训练的是库里的模型") and "MyEncoder、MyDecoder、MySeq2Seq" in message
+    assert "检查还没有通过" in message
+
+
+def test_three_passing_checks_train_the_learners_classes(checkpoint_folder, capsys):
+    pass_in_cells()
+    assert "已记下你的 MySeq2Seq" in capsys.readouterr().out
+    assert solutions_dir() == checkpoint_folder / "exercises"
+    model, message = learner_model(CFG, 20, 30, seed=5)
+    assert type(model).__name__ == "MySeq2Seq" and type(model.encoder).__name__ == "MyEncoder"
+    assert message.startswith("训练的是你在笔记本 04 写的 MyEncoder、MyDecoder、MySeq2Seq")
+    set_seed(5)
+    library = build_model(CFG, 20, 30)
+    assert model.state_dict().keys() == library.state_dict().keys()  # loads into the library's
+    for key, value in library.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key  # the same start
+
+
+def test_one_check_missing_or_failed_since_trains_the_library_model(capsys):
+    pass_in_cells()
+    broken = answer_source("decoder").replace("self.rnn(embedded, hidden)", "self.rnn(embedded)")
+    pass_in_cells({"decoder": broken})  # the decoder's check now fails: its cell is forgotten
+    assert kept_solution("decoder") is None
+    model, message = learner_model(CFG, 20, 30)
+    assert type(model) is Seq2Seq and "MyDecoder 的检查还没有通过" in message
+
+
+@pytest.mark.parametrize("kept, reason", [
+    ("raise RuntimeError('boom')\n", "运行记下的代码时出错 RuntimeError: boom"),
+    ("class MySeq2Seq(:\n", "运行记下的代码时出错 SyntaxError"),
+    ("%matplotlib inline\n", "运行记下的代码时出错 SyntaxError"),
+])
+def test_kept_code_that_fails_to_run_falls_back(kept, reason, capsys):
+    pass_in_cells()
+    (solutions_dir() / "seq2seq.py").write_text(answer_source("seq2seq") + kept, encoding="utf-8")
+    model, message = learner_model(CFG, 20, 30)
+    assert type(model) is Seq2Seq and reason in message, message
+
+
+def test_kept_code_that_computes_something_else_falls_back(capsys):
+    pass_in_cells()
+    other = answer_source("seq2seq").replace("enc.hidden, enc)", "enc.hidden * 0, enc)")
+    (solutions_dir() / "seq2seq.py").write_text(other, encoding="utf-8")
+    model, message = learner_model(CFG, 20, 30)
+    assert type(model) is Seq2Seq and "结果不同" in message
+
+
+def test_attention_settings_train_the_library_model(capsys):
+    pass_in_cells()
+    model, message = learner_model(replace(CFG, attention="bahdanau"), 20, 30)
+    assert type(model) is Seq2Seq and "注意力" in message
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model trains several times faster on a busy CPU
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_learner_model_trains_and_translates(tiny_data, one_thread, capsys):
+    data_cfg, data = tiny_data
+    pass_in_cells()
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-2, device="cpu", precision="fp32")
+    model_cfg = ModelConfig(emb_dim=16, hid_dim=16, n_layers=1, dropout=0.0)
+    translator, result, message = train_learner_model(data, data_cfg, model_cfg, cfg,
+                                                      progress=False)
+    assert isinstance(translator, Translator) and "你在笔记本 04 写的" in message
+    assert type(translator.model).__name__ == "MySeq2Seq" and len(result.history) == 1
+    assert isinstance(translator.translate(data.splits.train[0][0]), str)
+    # the library's model, trained the same way from the same seed, ends with the same weights
+    (solutions_dir() / "encoder.py").unlink()
+    library, library_result, message = train_learner_model(data, data_cfg, model_cfg, cfg,
+                                                           progress=False)
+    assert type(library.model) is Seq2Seq and "库里的模型" in message
+    assert result.history[-1]["train_loss"] == pytest.approx(
+        library_result.history[-1]["train_loss"], abs=1e-6)
+
+
+def test_kept_solutions_live_in_the_course_checkpoint_folder(tmp_path, monkeypatch):
+    from seq2seq_lib.course import checkpoint_dir
+
+    assert solutions_dir() == checkpoint_dir() / "exercises"
+    monkeypatch.delenv("SEQ2SEQ_CHECKPOINTS")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert solutions_dir() == checkpoint_dir() / "exercises" == tmp_path / "checkpoints" / "exercises"
