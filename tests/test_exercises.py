@@ -109,6 +109,11 @@ def test_registry_sources_and_cells():
     assert [e.notebook for e in EXERCISES.values()] == ["02", "03", "04", "05", "06", "06", "07",
                                                         "08"]
     assert get_exercise("my_bleu") is get_exercise("bleu") is EXERCISES["bleu"]
+    pending = {n: e.notebook for n, e in ALL.items() if n not in EXERCISES}
+    assert pending == {"encoder": "04", "decoder": "04", "seq2seq": "04", "train_epoch": "05",
+                       "translate_sentence": "06", "additive_attention": "07",
+                       "attention_decoder": "07"}
+    assert set(pending) == ex.NOT_YET_IN_NOTEBOOKS == set(ex.PENDING)
     with pytest.raises(KeyError, match="build_vocab"):
         get_exercise("no_such_exercise")
     for e in ALL.values():
