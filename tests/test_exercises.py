@@ -3,10 +3,14 @@
 
 import ast
 import inspect
+import json
 import math
 import random
+import subprocess
+import sys
 import textwrap
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,7 +124,8 @@ def test_registry_sources_and_cells():
         answer, stub = answer_source(e.name), stub_source(e.name)
         kind = "class" if isinstance(e.answer, type) else "def"
         assert f"{kind} {e.function}(" in answer and "answer_" not in answer.lower()
-        assert stub.split('"""')[0] == answer.split('"""')[0]  # same imports and signature
+        unmarked = stub.replace("  # noqa: F401 (for your solution)", "")
+        assert unmarked.split('"""')[0] == answer.split('"""')[0]  # same imports and signature
         todo = "method" if kind == "class" else "function"
         assert stub.rstrip().endswith(f"raise NotImplementedError(\"write this {todo}, then "
                                       "run the check below\")")
@@ -145,6 +150,24 @@ def test_renamed_answers_keep_the_signature_and_wrap_it():
         assert signature(renamed, e.function) == signature(original, e.answer.__name__)
         head = answer_source(e.name).split('"""')[0]
         assert all(len(line) <= 100 for line in head.splitlines()), head
+
+
+def test_stub_cells_pass_the_linter_and_mark_only_the_imports_they_do_not_use(tmp_path):
+    """The notebooks are linted (ruff): a stub's imports that only the solution will use are
+    marked ``noqa: F401``; those the stub already uses (in annotations) are not."""
+    mark = "  # noqa: F401 (for your solution)"
+    for e in ALL.values():
+        stub = stub_source(e.name)
+        (tmp_path / f"{e.name}.py").write_text(stub, encoding="utf-8")
+        (tmp_path / f"{e.name}_unmarked.py").write_text(stub.replace(mark, ""), encoding="utf-8")
+    found = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F",
+                            "--output-format", "json", str(tmp_path)],
+                           capture_output=True, text=True)
+    flagged = {(Path(d["filename"]).stem, d["location"]["row"]) for d in json.loads(found.stdout)}
+    assert all(stem.endswith("_unmarked") for stem, _ in flagged), flagged
+    for e in ALL.values():
+        marked = {i for i, line in enumerate(stub_source(e.name).splitlines(), 1) if mark in line}
+        assert {row for stem, row in flagged if stem == f"{e.name}_unmarked"} == marked, e.name
 
 
 def test_not_a_function(capsys):

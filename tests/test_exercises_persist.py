@@ -124,3 +124,28 @@ def test_kept_solutions_live_in_the_course_checkpoint_folder(tmp_path, monkeypat
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
     assert solutions_dir() == checkpoint_dir() / "exercises" == tmp_path / "checkpoints" / "exercises"
+
+
+def test_a_notebook_in_fast_mode_solves_class_exercises_and_keeps_the_cells(tmp_path):
+    """tests/nbrun.py substitutes class exercises like functions, and in a real IPython kernel
+    a passing check keeps the cell's text, which learner_model then rebuilds."""
+    import nbformat
+    from nbrun import PASSED, run
+
+    from seq2seq_lib.exercises import stub_source
+
+    cells = [nbformat.v4.new_code_cell(
+        "from seq2seq_lib.exercises import check_decoder, check_encoder, check_seq2seq")]
+    for name, cls in NAMES.items():
+        cells += [nbformat.v4.new_code_cell(stub_source(name)),
+                  nbformat.v4.new_code_cell(f"check_{name}({cls})")]
+    path = tmp_path / "04_model.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    folder = tmp_path / "ckpt"
+    result = run(path, fast=True, timeout=120, env={"SEQ2SEQ_CHECKPOINTS": str(folder)})
+    assert set(result.checks) == set(NAMES)
+    assert all(PASSED in text and "已记下你的" in text for text in result.checks.values())
+    for name in NAMES:
+        assert kept_solution(name, folder / "exercises") == answer_source(name)
+    model, message = learner_model(CFG, 20, 30, folder=folder / "exercises")
+    assert type(model).__name__ == "MySeq2Seq" and "你在笔记本 04 写的" in message

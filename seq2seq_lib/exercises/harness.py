@@ -379,12 +379,31 @@ def _stub_class(node: ast.ClassDef, lines: list[str]) -> list[str]:
     stub (signature and docstring, then ``raise NotImplementedError``)."""
     start = min([d.lineno for d in node.decorator_list] + [node.lineno]) - 1
     out = lines[start : node.body[0].lineno - 1]  # decorators and the class line(s)
-    for stmt in node.body:
+    for i, stmt in enumerate(node.body):
+        first = min([d.lineno for d in getattr(stmt, "decorator_list", [])] + [stmt.lineno])
+        if i and not lines[first - 2].strip():  # the blank line the answer has here
+            out.append("")
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            out += [""] + _stub_function(stmt, lines, METHOD_TODO)
+            out += _stub_function(stmt, lines, METHOD_TODO)
         else:  # the docstring, class attributes
             out += lines[stmt.lineno - 1 : stmt.end_lineno]
     return out
+
+
+UNUSED_IMPORT = "  # noqa: F401 (for your solution)"
+
+
+def _mark_unused_imports(imports: str, body: str) -> str:
+    """``imports`` with each line that the stub ``body`` does not use marked for the linter
+    (the learner's solution will use it; the stub cell must still pass ruff)."""
+    used = {n.id for n in ast.walk(ast.parse(body)) if isinstance(n, ast.Name)}
+    out = []
+    for line in imports.splitlines():
+        tree = ast.parse(line) if line.strip() else None
+        names = [(a.asname or a.name).split(".")[0] for n in (tree.body if tree else [])
+                 if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names]
+        out.append(line + UNUSED_IMPORT if any(n not in used for n in names) else line)
+    return "\n".join(out)
 
 
 def stub_source(name: str) -> str:
@@ -397,9 +416,9 @@ def stub_source(name: str) -> str:
     if ast.get_docstring(node) is None:
         raise ValueError(f"exercise {ex.name}: the answer needs a docstring (the task statement)")
     lines = source.splitlines()
-    body = (_stub_class(node, lines) if isinstance(node, ast.ClassDef)
-            else _stub_function(node, lines, FUNCTION_TODO))
-    return f"{ex.imports}\n\n\n" + "\n".join(body) + "\n"
+    body = "\n".join(_stub_class(node, lines) if isinstance(node, ast.ClassDef)
+                     else _stub_function(node, lines, FUNCTION_TODO)) + "\n"
+    return f"{_mark_unused_imports(ex.imports, body)}\n\n\n{body}"
 
 
 def exercise_for_cell(source: str) -> Exercise | None:
