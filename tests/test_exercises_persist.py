@@ -89,6 +89,13 @@ def test_attention_settings_train_the_library_model(capsys):
     assert type(model) is Seq2Seq and "注意力" in message
 
 
+def replace_precision(translator: Translator) -> Translator:
+    """The same translator decoding in float32 (as a loaded one is asked to)."""
+    return Translator(translator.model, translator.src_vocab, translator.trg_vocab,
+                      translator.data_cfg, translator.model_cfg, "cpu", translator.truecaser,
+                      precision="fp32")
+
+
 @pytest.fixture
 def one_thread():
     threads = torch.get_num_threads()
@@ -97,18 +104,24 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_train_learner_model_trains_and_translates(tiny_data, one_thread, capsys):
+def test_train_learner_model_trains_and_translates(tiny_data, one_thread, tmp_path, capsys):
     data_cfg, data = tiny_data
     pass_in_cells()
-    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-2, device="cpu", precision="fp32")
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-2, device="cpu", precision="fp32",
+                      checkpoint_path=str(tmp_path / "mine.pt"))
     model_cfg = ModelConfig(emb_dim=16, hid_dim=16, n_layers=1, dropout=0.0)
     translator, result, message = train_learner_model(data, data_cfg, model_cfg, cfg,
                                                       progress=False)
     assert isinstance(translator, Translator) and "你在笔记本 04 写的" in message
     assert type(translator.model).__name__ == "MySeq2Seq" and len(result.history) == 1
-    assert isinstance(translator.translate(data.splits.train[0][0]), str)
+    zh = data.splits.train[0][0]
+    # its checkpoint has the library's parameter names: the library's classes load it
+    loaded = Translator.from_checkpoint(tmp_path / "mine.pt", precision="fp32")
+    assert type(loaded.model) is Seq2Seq
+    assert loaded.translate(zh) == replace_precision(translator).translate(zh)
     # the library's model, trained the same way from the same seed, ends with the same weights
     (solutions_dir() / "encoder.py").unlink()
+    cfg = replace(cfg, checkpoint_path=None)
     library, library_result, message = train_learner_model(data, data_cfg, model_cfg, cfg,
                                                            progress=False)
     assert type(library.model) is Seq2Seq and "库里的模型" in message
