@@ -28,7 +28,7 @@ def pass_in_cells(sources=None, capsys=None):
         source = (sources or {}).get(name, answer_source(name))
         cell = f"<ipython-input-{i}-cell>"
         linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
-        namespace: dict = {}
+        namespace: dict = {f"check_{n}": ALL[n].check for n in NAMES}  # what 04 imports
         exec(compile(source, cell, "exec"), namespace)
         ALL[name].check(namespace[cls])
 
@@ -63,16 +63,25 @@ def test_one_check_missing_or_failed_since_trains_the_library_model(capsys):
     assert type(model) is Seq2Seq and "MyDecoder 的检查还没有通过" in message
 
 
-@pytest.mark.parametrize("kept, reason", [
-    ("raise RuntimeError('boom')\n", "运行记下的代码时出错 RuntimeError: boom"),
-    ("class MySeq2Seq(:\n", "运行记下的代码时出错 SyntaxError"),
-    ("%matplotlib inline\n", "运行记下的代码时出错 SyntaxError"),
+@pytest.mark.parametrize("change, reason", [
+    (("super().__init__()", "raise RuntimeError('boom')"), "运行记下的代码时出错 RuntimeError: boom"),
+    (("\nclass MySeq2Seq(", "\nclass MySeq2Seq(:\n"), "运行记下的代码时出错 SyntaxError"),
+    (("import torch\n", "%matplotlib inline\nimport torch\n"), "运行记下的代码时出错 SyntaxError"),
+    (("class MySeq2Seq(", "class OtherName("), "运行记下的代码时出错 KeyError: 'MySeq2Seq'"),
 ])
-def test_kept_code_that_fails_to_run_falls_back(kept, reason, capsys):
+def test_kept_code_that_fails_to_run_falls_back(change, reason, capsys):
     pass_in_cells()
-    (solutions_dir() / "seq2seq.py").write_text(answer_source("seq2seq") + kept, encoding="utf-8")
+    kept = answer_source("seq2seq").replace(*change, 1)
+    (solutions_dir() / "seq2seq.py").write_text(kept, encoding="utf-8")
     model, message = learner_model(CFG, 20, 30)
     assert type(model) is Seq2Seq and reason in message, message
+
+
+def test_a_cell_that_also_calls_its_check_or_prints_is_rebuilt_from_its_definitions(capsys):
+    pass_in_cells({"encoder": answer_source("encoder") + "\ncheck_encoder(MyEncoder)\nprint(1)\n"})
+    assert "check_encoder(MyEncoder)" in kept_solution("encoder")
+    model, message = learner_model(CFG, 20, 30)
+    assert type(model).__name__ == "MySeq2Seq", message
 
 
 def test_kept_code_that_computes_something_else_falls_back(capsys):

@@ -91,5 +91,6 @@ def remember(name: str, obj: Any, passed: bool, folder: Path | None = None) -> N
         return
     kept = keep_solution(name, obj, folder)
     label = getattr(obj, "__name__", name)
-    print(f"  已记下你的 {label}，笔记本 05 会训练它。" if kept else
+    print(f"  已记下你的 {label}：MyEncoder、MyDecoder、MySeq2Seq 的检查都通过后，笔记本 05 "
+          "训练的就是你的模型。" if kept else
           f"  （找不到 {label} 所在单元格的源代码，笔记本 05 会改用库里的模型。）")

@@ -3,6 +3,7 @@ classes, kept by their checks) or the library's."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,17 @@ register(Exercise("masked_loss", "05", "my_masked_loss", check_masked_loss, answ
 MODEL_EXERCISES = {"encoder": "MyEncoder", "decoder": "MyDecoder", "seq2seq": "MySeq2Seq"}
 
 
+DEFINITIONS = (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _definitions(cell: str, name: str) -> Any:
+    """The kept cell's imports, classes and functions, compiled; calls, prints and a check call
+    in the same cell are left out (run again here, they would do what they did in 04)."""
+    tree = ast.parse(cell)
+    tree.body = [node for node in tree.body if isinstance(node, DEFINITIONS)]
+    return compile(tree, f"<笔记本 04 的 {name}>", "exec")
+
+
 def _rebuild(model_cfg: ModelConfig, src_vocab_size: int, trg_vocab_size: int,
              folder: Path | None) -> nn.Module:
     """The learner's model from the kept cells of notebook 04, or a ValueError saying why not."""
@@ -114,8 +126,7 @@ def _rebuild(model_cfg: ModelConfig, src_vocab_size: int, trg_vocab_size: int,
         raise ValueError(f"{'、'.join(missing)} 的检查还没有通过（笔记本 04）")
     namespace: dict[str, Any] = {}
     for name in MODEL_EXERCISES:
-        code = compile(kept_solution(name, folder) or "", f"<笔记本 04 的 {name}>", "exec")
-        exec(code, namespace)  # the learner's own cell, run again
+        exec(_definitions(kept_solution(name, folder) or "", name), namespace)
     sizes = (model_cfg.emb_dim, model_cfg.hid_dim, model_cfg.n_layers, model_cfg.dropout)
     encoder = namespace["MyEncoder"](src_vocab_size, *sizes)
     decoder = namespace["MyDecoder"](trg_vocab_size, *sizes)
