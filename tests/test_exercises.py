@@ -103,10 +103,11 @@ def test_other_errors_are_reported_with_the_case(name, capsys):
 
 def test_checkers_leave_the_random_state_alone(capsys):
     torch.manual_seed(123)
-    before = torch.get_rng_state()
+    before, threads = torch.get_rng_state(), torch.get_num_threads()
     for exercise in ALL.values():
         exercise.check(defined(answer_source(exercise.name), exercise.function))
     assert torch.equal(torch.get_rng_state(), before)
+    assert torch.get_num_threads() == threads  # a check runs on one thread, then gives them back
 
 
 def test_registry_sources_and_cells():
