@@ -3,10 +3,14 @@
 
 import ast
 import inspect
+import json
 import math
 import random
+import subprocess
+import sys
 import textwrap
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +19,7 @@ from torch import nn
 from seq2seq_lib import exercises as ex
 from seq2seq_lib.exercises import (
     EXERCISES,
+    all_exercises,
     answer_source,
     bleu_from_scratch,
     exercise_for_cell,
@@ -25,10 +30,19 @@ from seq2seq_lib.exercises import (
     stub_source,
 )
 
+ALL = all_exercises()  # those not yet in a notebook too
+
 
 def ex_answer(name: str):
     """The reference answer of exercise ``name`` (the library's function, not its source)."""
-    return EXERCISES[name].answer
+    return ALL[name].answer
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_folder(tmp_path, monkeypatch):
+    """Checks that keep a solution keep it here, never in the course's checkpoints/."""
+    monkeypatch.setenv("SEQ2SEQ_CHECKPOINTS", str(tmp_path))
+    return tmp_path
 
 
 def defined(source: str, name: str):
@@ -53,33 +67,35 @@ def rejects(check, fn, case_name: str, capsys) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(EXERCISES))
+@pytest.mark.parametrize("name", list(ALL))
 def test_the_answer_passes(name, capsys):
-    exercise = EXERCISES[name]
+    exercise = ALL[name]
     answer = defined(answer_source(name), exercise.function)
     assert exercise.check(answer) is True
-    out = capsys.readouterr().out.strip()
-    assert out.startswith("✓ 全部 ") and out.endswith(" 个用例通过") and "\n" not in out
+    first, *more = capsys.readouterr().out.strip().splitlines()
+    assert first.startswith("✓ 全部 ") and first.endswith(" 个用例通过")
+    assert all("笔记本 05" in line for line in more)  # what a model exercise says it kept
 
 
-@pytest.mark.parametrize("name", list(EXERCISES))
+@pytest.mark.parametrize("name", list(ALL))
 def test_the_unsolved_stub_prints_a_hint_and_does_not_raise(name, capsys):
-    exercise = EXERCISES[name]
+    exercise = ALL[name]
     stub = defined(stub_source(name), exercise.function)
     with pytest.raises(NotImplementedError):
-        stub(*[None] * stub.__code__.co_argcount)
+        code = (stub.__init__ if isinstance(stub, type) else stub).__code__
+        stub(*[None] * (code.co_argcount - isinstance(stub, type)))
     assert exercise.check(stub) is False
     out = capsys.readouterr().out
     assert f"{exercise.function} 还没有实现" in out and "要做的：" in out
     assert "Traceback" not in out and "用例" not in out
 
 
-@pytest.mark.parametrize("name", list(EXERCISES))
+@pytest.mark.parametrize("name", list(ALL))
 def test_other_errors_are_reported_with_the_case(name, capsys):
     def broken(*args, **kwargs):
         raise ValueError("oops, a bug")
 
-    assert EXERCISES[name].check(broken) is False
+    assert ALL[name].check(broken) is False
     out = capsys.readouterr().out
     assert "用例 1/" in out and "运行时出错 ValueError: oops, a bug" in out
     assert "Traceback" not in out
@@ -87,23 +103,32 @@ def test_other_errors_are_reported_with_the_case(name, capsys):
 
 def test_checkers_leave_the_random_state_alone(capsys):
     torch.manual_seed(123)
-    before = torch.get_rng_state()
-    for exercise in EXERCISES.values():
+    before, threads = torch.get_rng_state(), torch.get_num_threads()
+    for exercise in ALL.values():
         exercise.check(defined(answer_source(exercise.name), exercise.function))
     assert torch.equal(torch.get_rng_state(), before)
+    assert torch.get_num_threads() == threads  # a check runs on one thread, then gives them back
 
 
 def test_registry_sources_and_cells():
     assert [e.notebook for e in EXERCISES.values()] == ["02", "03", "04", "05", "06", "06", "07",
                                                         "08"]
     assert get_exercise("my_bleu") is get_exercise("bleu") is EXERCISES["bleu"]
+    pending = {n: e.notebook for n, e in ALL.items() if n not in EXERCISES}
+    assert pending == {"encoder": "04", "decoder": "04", "seq2seq": "04", "train_epoch": "05",
+                       "translate_sentence": "06", "additive_attention": "07",
+                       "attention_decoder": "07"}
+    assert set(pending) == ex.NOT_YET_IN_NOTEBOOKS == set(ex.PENDING)
     with pytest.raises(KeyError, match="build_vocab"):
         get_exercise("no_such_exercise")
-    for e in EXERCISES.values():
+    for e in ALL.values():
         answer, stub = answer_source(e.name), stub_source(e.name)
-        assert f"def {e.function}(" in answer and "answer_" not in answer
-        assert stub.split('"""')[0] == answer.split('"""')[0]  # same imports and signature
-        assert stub.rstrip().endswith("raise NotImplementedError(\"write this function, then "
+        kind = "class" if isinstance(e.answer, type) else "def"
+        assert f"{kind} {e.function}(" in answer and "answer_" not in answer.lower()
+        unmarked = stub.replace("  # noqa: F401 (for your solution)", "")
+        assert unmarked.split('"""')[0] == answer.split('"""')[0]  # same imports and signature
+        todo = "method" if kind == "class" else "function"
+        assert stub.rstrip().endswith(f"raise NotImplementedError(\"write this {todo}, then "
                                       "run the check below\")")
         compile(answer, e.function, "exec")
         assert exercise_for_cell(stub) is e and exercise_for_cell(answer) is e
@@ -116,14 +141,34 @@ def test_renamed_answers_keep_the_signature_and_wrap_it():
     defaults as the library's function, re-wrapped under the new name within the line limit."""
     def signature(tree: ast.Module, name: str) -> str:
         node = next(n for n in tree.body if getattr(n, "name", None) == name)
+        if isinstance(node, ast.ClassDef):  # a class: everything but its name, unchanged
+            return ast.dump(ast.Module(body=node.body, type_ignores=[])) + ast.dump(node.bases[0])
         return ast.dump(node.args) + ast.dump(node.returns) if node.returns else ast.dump(node.args)
 
-    for e in EXERCISES.values():
+    for e in ALL.values():
         original = ast.parse(textwrap.dedent(inspect.getsource(e.answer)))
         renamed = ast.parse(answer_source(e.name))
         assert signature(renamed, e.function) == signature(original, e.answer.__name__)
         head = answer_source(e.name).split('"""')[0]
         assert all(len(line) <= 100 for line in head.splitlines()), head
+
+
+def test_stub_cells_pass_the_linter_and_mark_only_the_imports_they_do_not_use(tmp_path):
+    """The notebooks are linted (ruff): a stub's imports that only the solution will use are
+    marked ``noqa: F401``; those the stub already uses (in annotations) are not."""
+    mark = "  # noqa: F401 (for your solution)"
+    for e in ALL.values():
+        stub = stub_source(e.name)
+        (tmp_path / f"{e.name}.py").write_text(stub, encoding="utf-8")
+        (tmp_path / f"{e.name}_unmarked.py").write_text(stub.replace(mark, ""), encoding="utf-8")
+    found = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F",
+                            "--output-format", "json", str(tmp_path)],
+                           capture_output=True, text=True)
+    flagged = {(Path(d["filename"]).stem, d["location"]["row"]) for d in json.loads(found.stdout)}
+    assert all(stem.endswith("_unmarked") for stem, _ in flagged), flagged
+    for e in ALL.values():
+        marked = {i for i, line in enumerate(stub_source(e.name).splitlines(), 1) if mark in line}
+        assert {row for stem, row in flagged if stem == f"{e.name}_unmarked"} == marked, e.name
 
 
 def test_not_a_function(capsys):

@@ -9,9 +9,13 @@ case that fails with what was expected and what came back, or one short line whe
 solution with the same name, so a test can swap one for the other and expect a pass.
 """
 
+from .display import Folded, show_answer, show_folded
 from .harness import (
     EXERCISES,
+    NOT_YET_IN_NOTEBOOKS,
+    PENDING,
     Exercise,
+    all_exercises,
     answer_source,
     exercise_for_cell,
     get_exercise,
@@ -20,7 +24,9 @@ from .harness import (
 from .nb02 import check_build_vocab
 from .nb03 import check_pad_batch
 from .nb04 import check_gru_step
-from .nb05 import check_masked_loss
+from .nb04_model import check_decoder, check_encoder, check_seq2seq
+from .nb05 import check_masked_loss, learner_model, train_learner_model
+from .nb05_train import check_train_epoch
 from .nb06 import (
     bleu_counts,
     bleu_from_counts,
@@ -30,13 +36,16 @@ from .nb06 import (
     check_greedy_decode,
     sacrebleu_on_tokens,
 )
+from .nb06_translate import check_translate_sentence
 from .nb07 import check_masked_softmax
+from .nb07_attention import check_additive_attention, check_attention_decoder
 from .nb08 import check_beam_step
 
 __all__ = [
-    "EXERCISES", "Exercise", "answer_source", "bleu_counts", "bleu_from_counts", "bleu_from_scratch",
-    "brevity_penalty", "check_beam_step",
+    "EXERCISES", "NOT_YET_IN_NOTEBOOKS", "PENDING", "Exercise", "Folded", "all_exercises",
+    "show_answer", "show_folded", "answer_source", "bleu_counts", "bleu_from_counts", "bleu_from_scratch",
+    "brevity_penalty", "check_additive_attention", "check_attention_decoder", "check_beam_step", "check_decoder", "check_encoder", "check_seq2seq",
     "check_bleu", "check_build_vocab", "check_greedy_decode", "check_gru_step",
-    "check_masked_loss", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
+    "check_masked_loss", "check_train_epoch", "check_translate_sentence", "learner_model", "train_learner_model", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
     "get_exercise", "sacrebleu_on_tokens", "stub_source",
 ]

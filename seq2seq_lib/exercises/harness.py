@@ -13,7 +13,6 @@ Each notebook's module registers its exercises (:func:`register`); :func:`answer
 
 from __future__ import annotations
 
-import ast
 import inspect
 import math
 import re
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from .sources import mark_unused_imports, renamed, stub
 
 # ---------------------------------------------------------------------------------------------
 # Cases, comparison, messages
@@ -39,6 +40,11 @@ class _Case:
     point: str = ""  # the rule the case is about, shown when it fails
     expect: Callable[[], Any] | None = None  # the expected value, when not run(reference)
     extra: Callable[[Any], str | None] | None = None  # a further check on the learner's result
+
+
+class LearnerMistake(Exception):
+    """Raised inside a case when the learner's code is found wrong before any value is compared
+    (a missing attribute, weights that do not load): the message, in Chinese, is the report."""
 
 
 def _fresh(value: Any) -> Any:
@@ -68,9 +74,11 @@ def _fmt(x: Any, limit: int = 260) -> str:
             body = t.tolist() if t.numel() <= 24 else str(t.flatten()[:6].tolist())[:-1] + ", …]"
             text = f"tensor{list(t.shape)} {str(x.dtype).replace('torch.', '')} {body}"
     elif isinstance(x, float):
-        text = repr(round(x, 4))
+        text = repr(round(x, 6))
     elif isinstance(x, tuple):
         text = "(" + ", ".join(_fmt(v, limit) for v in x) + ")"
+    elif isinstance(x, dict):
+        text = "{" + ", ".join(f"{k}: {_fmt(v, limit)}" for k, v in x.items()) + "}"
     elif isinstance(x, list) and any(isinstance(v, torch.Tensor) for v in x):
         text = "[" + ", ".join(_fmt(v, limit) for v in x) + "]"
     else:
@@ -108,6 +116,16 @@ def _compare(expected: Any, got: Any, atol: float = 1e-5) -> str | None:
             if problem:
                 return f"第 {i} 个返回值：{problem}"
         return None
+    if isinstance(expected, dict):  # named results: report the first name that differs
+        if not isinstance(got, dict):
+            return f"应返回 {', '.join(expected)}，得到的是 {type(got).__name__}"
+        for key, e in expected.items():
+            if key not in got:
+                return f"缺少 {key}"
+            problem = _compare(e, got[key], atol)
+            if problem:
+                return f"{key}：{problem}"
+        return None
     if isinstance(expected, float):
         try:
             value = float(got)
@@ -121,6 +139,27 @@ def _compare(expected: Any, got: Any, atol: float = 1e-5) -> str | None:
             return f"应返回一个 list，得到的是 {type(got).__name__}"
         return None if list(got) == expected else "结果不同"
     return None if got == expected else "结果不同"
+
+
+def _differing(expected: Any, got: Any, atol: float) -> tuple[Any, Any]:
+    """For named results, the first pair that differs (what the report shows); else both."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        for key, e in expected.items():
+            if key in got and _compare(e, got[key], atol):
+                return e, got[key]
+    return expected, got
+
+
+def _where(expected: Any, got: Any) -> list[str]:
+    """For two float tensors of one shape too large to print: where they differ most."""
+    if not (isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor)
+            and expected.is_floating_point() and got.is_floating_point()
+            and expected.shape == got.shape and expected.numel() > 24):
+        return []
+    gap = (got.detach().double().cpu() - expected.detach().double().cpu()).abs().nan_to_num(1e30)
+    at = [int(i) for i in torch.unravel_index(gap.argmax(), gap.shape)]
+    e, g = float(expected[tuple(at)]), float(got[tuple(at)])
+    return [f"相差最大的位置 {at}：期望 {e:.4g}，得到 {g:.4g}"]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -143,8 +182,19 @@ def _check(fn: Callable, hint: str, make_cases: Callable[[], list[_Case]],
     """Run ``fn`` case by case against ``reference``; print the first failure or one ✓ line."""
     name = getattr(fn, "__name__", "你的函数")
     if not callable(fn):
-        print(f"✗ 检查需要一个函数，得到的是 {type(fn).__name__}")
+        print(f"✗ 检查需要一个函数（或类），得到的是 {type(fn).__name__}")
         return False
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is many times faster on a busy CPU
+    try:
+        return _run_cases(fn, name, hint, make_cases, reference, atol)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_cases(fn: Callable, name: str, hint: str, make_cases: Callable[[], list[_Case]],
+               reference: Callable | None, atol: float) -> bool:
+    """:func:`_check`'s loop: each case on the reference and on ``fn``, the first failure."""
     with torch.random.fork_rng(devices=[]):  # the learner's random state stays as it was
         torch.manual_seed(0)
         cases = make_cases()
@@ -155,6 +205,9 @@ def _check(fn: Callable, hint: str, make_cases: Callable[[], list[_Case]],
             except NotImplementedError:
                 print(f"✗ {name} 还没有实现（它抛出了 NotImplementedError）。\n  要做的：{hint}")
                 return False
+            except LearnerMistake as exc:
+                _report(i, len(cases), case, str(exc))
+                return False
             except Exception as exc:  # the learner's bug, reported without a traceback
                 _report(i, len(cases), case, f"运行时出错 {_one_line(exc)}")
                 return False
@@ -163,7 +216,9 @@ def _check(fn: Callable, hint: str, make_cases: Callable[[], list[_Case]],
             except Exception as exc:
                 problem = f"返回值无法检查（{_one_line(exc)}）"
             if problem:
-                _report(i, len(cases), case, problem, [f"期望：{_fmt(expected)}", f"得到：{_fmt(got)}"])
+                expected, got = _differing(expected, got, atol)
+                lines = [f"期望：{_fmt(expected)}", f"得到：{_fmt(got)}", *_where(expected, got)]
+                _report(i, len(cases), case, problem, lines)
                 return False
     print(f"✓ 全部 {len(cases)} 个用例通过")
     return True
@@ -196,96 +251,45 @@ class Exercise:
 
 
 EXERCISES: dict[str, Exercise] = {}  # filled by the notebooks' modules, in notebook order
+# Written and tested, but not yet in their notebook: the test harness does not expect them there
+# (tests/test_notebooks.py reads EXERCISES). Remove a name once its notebook has the two cells.
+NOT_YET_IN_NOTEBOOKS = frozenset({"encoder", "decoder", "seq2seq", "train_epoch",
+                                  "translate_sentence", "additive_attention",
+                                  "attention_decoder"})
+PENDING: dict[str, Exercise] = {}  # those exercises, as they are registered
 
 
 def register(*exercises: Exercise) -> None:
-    """Add exercises to :data:`EXERCISES` (each notebook's module does, when it is imported)."""
+    """Add exercises to :data:`EXERCISES` (or :data:`PENDING`); each notebook's module does,
+    when it is imported."""
     for ex in exercises:
-        if ex.name in EXERCISES:
+        if ex.name in EXERCISES or ex.name in PENDING:
             raise ValueError(f"exercise {ex.name!r} is registered twice")
-        EXERCISES[ex.name] = ex
+        (PENDING if ex.name in NOT_YET_IN_NOTEBOOKS else EXERCISES)[ex.name] = ex
+
+
+def all_exercises() -> dict[str, Exercise]:
+    """Every registered exercise, those not yet in a notebook included."""
+    return {**EXERCISES, **PENDING}
 
 
 def get_exercise(name: str) -> Exercise:
     """The exercise called ``name`` (``"build_vocab"``) or whose function is ``name``
     (``"my_build_vocab"``)."""
-    for ex in EXERCISES.values():
+    for ex in all_exercises().values():
         if name in (ex.name, ex.function):
             return ex
-    known = ", ".join(f"{ex.name} ({ex.function})" for ex in EXERCISES.values())
+    known = ", ".join(f"{ex.name} ({ex.function})" for ex in all_exercises().values())
     raise KeyError(f"no exercise {name!r}; the exercises are: {known}")
 
 
-SIGNATURE_WIDTH = 96  # the longest signature line a renamed answer gets (ruff allows 100)
-
-
-def _parameters(func: ast.FunctionDef, source: str) -> list[str]:
-    """The parameters of ``func`` as written in ``source`` (annotations and defaults kept)."""
-    args = func.args
-
-    def spelled(arg: ast.arg, default: ast.expr | None, prefix: str = "") -> str:
-        text = prefix + (ast.get_source_segment(source, arg) or arg.arg)
-        if default is not None:
-            glue = " = " if arg.annotation is not None else "="
-            text += glue + (ast.get_source_segment(source, default) or ast.unparse(default))
-        return text
-
-    positional = args.posonlyargs + args.args
-    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    out = [spelled(a, d) for a, d in zip(positional, defaults)]
-    if args.posonlyargs:
-        out.insert(len(args.posonlyargs), "/")
-    if args.vararg:
-        out.append(spelled(args.vararg, None, "*"))
-    elif args.kwonlyargs:
-        out.append("*")
-    out += [spelled(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
-    if args.kwarg:
-        out.append(spelled(args.kwarg, None, "**"))
-    return out
-
-
-def _signature(func: ast.FunctionDef, source: str, name: str) -> list[str]:
-    """``def name(...) -> ...:`` for ``func``, its parameters wrapped under the parenthesis."""
-    head = f"{'async ' if isinstance(func, ast.AsyncFunctionDef) else ''}def {name}("
-    pad = " " * len(head)
-    returns = func.returns
-    closing = "):" if returns is None else (
-        f") -> {ast.get_source_segment(source, returns) or ast.unparse(returns)}:")
-    params = _parameters(func, source)
-    pieces = [p + "," for p in params[:-1]] + [(params[-1] if params else "") + closing]
-    lines, line = [], head
-    for piece in pieces:  # the closing parenthesis stays with the last parameter
-        if line not in (head, pad) and len(line) + 1 + len(piece) > SIGNATURE_WIDTH:
-            lines.append(line)
-            line = pad
-        line += ("" if line in (head, pad) else " ") + piece
-    return lines + [line]
-
-
-_DEFINITION = re.compile(r"(?:async\s+def|def|class)\s+(\w+)")
-
-
 def _renamed_source(ex: Exercise) -> str:
-    """The answer's source defining ``ex.function``: read with :mod:`ast`, the top-level
-    ``def`` / ``class`` renamed (a function's signature re-wrapped under its new name)."""
-    source = textwrap.dedent(inspect.getsource(ex.answer))
-    node = ast.parse(source).body[0]
-    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        raise TypeError(f"exercise {ex.name}: the answer is no function or class")
-    lines = source.splitlines()
-    first = node.lineno - 1  # the def / class line (decorators sit above it)
-    if isinstance(node, ast.ClassDef):  # the name alone changes: nothing is aligned to it
-        found = _DEFINITION.match(lines[first], node.col_offset)
-        assert found is not None and found.group(1) == node.name
-        lines[first] = lines[first][: found.start(1)] + ex.function + lines[first][found.end(1):]
-        return "\n".join(lines) + "\n"
-    body = node.body[0].lineno - 1  # the signature ends on the line before the body
-    return "\n".join(lines[:first] + _signature(node, source, ex.function) + lines[body:]) + "\n"
+    """The answer's source, defining the notebook's name ``ex.function``."""
+    return renamed(textwrap.dedent(inspect.getsource(ex.answer)), ex.function)
 
 
 def answer_source(name: str) -> str:
-    """Self-contained source of the reference solution, defining the notebook's function name.
+    """Self-contained source of the reference solution, defining the notebook's name.
 
     ``exec(answer_source("build_vocab"), ns)`` puts ``my_build_vocab`` into ``ns``.
     """
@@ -295,25 +299,23 @@ def answer_source(name: str) -> str:
 
 
 def stub_source(name: str) -> str:
-    """The unsolved exercise cell: the answer's signature and docstring, then
-    ``raise NotImplementedError`` (the checker turns that into a hint, not an error)."""
+    """The unsolved exercise cell: the answer's signature and docstring (for a class: its
+    docstring, attributes and every method's signature and docstring), each body replaced by
+    ``raise NotImplementedError`` (the checker turns that into a hint, not an error); imports
+    only the solution will use are marked for the linter."""
     ex = get_exercise(name)
-    source = _renamed_source(ex)
-    func = ast.parse(source).body[0]
-    assert isinstance(func, ast.FunctionDef) and ast.get_docstring(func) is not None
-    head = source.splitlines()[: func.body[0].end_lineno]  # signature, decorators, docstring
-    body = '    raise NotImplementedError("write this function, then run the check below")'
-    return f"{ex.imports}\n\n\n" + "\n".join(head) + f"\n{body}\n"
+    body = stub(_renamed_source(ex))
+    return f"{mark_unused_imports(ex.imports, body)}\n\n\n{body}"
 
 
 def exercise_for_cell(source: str) -> Exercise | None:
-    """The exercise whose function a notebook cell defines (``def my_build_vocab(``), or None.
+    """The exercise whose function or class a notebook cell defines (``def my_build_vocab(``,
+    ``class MyEncoder(``), or None.
 
     A test harness replaces such a cell's source with :func:`answer_source` and expects the
     next cell's check to pass.
     """
-    for ex in EXERCISES.values():
-        if re.search(rf"^\s*def {ex.function}\(", source, flags=re.MULTILINE):
+    for ex in all_exercises().values():
+        if re.search(rf"^\s*(?:def|class) {ex.function}\b\s*[(:]", source, flags=re.MULTILINE):
             return ex
     return None
-
