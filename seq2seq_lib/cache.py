@@ -56,7 +56,15 @@ from tqdm.auto import tqdm
 from .batching import CachedDataset, cache_file
 from .checkpoint import library_version
 from .config import DataConfig, from_dict, to_dict
-from .data import CorpusError, CorpusStream, Pair, read_parallel, split_of, stream_corpus
+from .data import (
+    CorpusError,
+    CorpusStream,
+    Pair,
+    held_out_fractions,
+    read_parallel,
+    split_of,
+    stream_corpus,
+)
 from .tokenize import load_user_dict, tokenize_en, tokenize_zh, zh_mode
 from .truecase import TrueCaser
 from .vocab import Vocab
@@ -380,13 +388,16 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
         at a time.
     :param inputs: what :func:`describe_inputs` says about the input; without it the manifest
         records a SHA-256 of the pairs as they were read.
-    :param total: the expected number of records, for the progress bar.
+    :param total: the expected number of records, for the progress bar and for the caps
+        ``cfg.valid_max`` / ``cfg.test_max`` (without it the fractions apply uncapped).
     """
     out = Path(out)
     _replaceable(out)
     settings = cache_settings(cfg)
     mode = zh_mode(cfg.zh_tokens)
-    split_of(0, cfg.seed, cfg.valid_frac, cfg.test_frac)  # check the fractions before any work
+    # the fractions, checked before any work and capped by valid_max / test_max of ``total``
+    fractions = held_out_fractions(total, cfg.valid_frac, cfg.test_frac, cfg.valid_max,
+                                   cfg.test_max)
     Vocab.build([], cfg.min_freq, cfg.max_size)  # and the vocabulary settings
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -394,7 +405,7 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
     try:
         records = pairs.numbered() if isinstance(pairs, CorpusStream) else enumerate(pairs, start=1)
         stream_sha = hashlib.sha256() if inputs is None else None
-        tasks = _tasks(records, cfg, mode, chunk_size, tmp, stream_sha)
+        tasks = _tasks(records, cfg, fractions, mode, chunk_size, tmp, stream_sha)
         chunks = _tokenized_chunks(tasks, workers, mode, cfg.user_dict, start_method)
         try:
             stats = _first_pass(chunks, tmp, progress, total)
@@ -415,6 +426,7 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
             "settings": settings,
             "tokenizers": {name: _package_version(name) for name in ("jieba", "spacy")},
             "workers": workers,
+            "held_out_fractions": {"valid": fractions[0], "test": fractions[1]},
         })
         manifest["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
         _write_json(tmp / "manifest.json", manifest)  # last: a folder without it is not a cache
@@ -426,17 +438,18 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
                             time.perf_counter() - started)
 
 
-def _tasks(records: Iterable[tuple[int, Pair]], cfg: DataConfig, mode: str, chunk_size: int,
-           tmp: Path, stream_sha: Any) -> Iterator[tuple]:
-    """Chunks of pairs for :func:`_tokenize_chunk`, with the split decided here; the raw text of
-    the held-out pairs is written as it goes by."""
+def _tasks(records: Iterable[tuple[int, Pair]], cfg: DataConfig, fractions: tuple[float, float],
+           mode: str, chunk_size: int, tmp: Path, stream_sha: Any) -> Iterator[tuple]:
+    """Chunks of pairs for :func:`_tokenize_chunk`, with the split decided here (by
+    ``fractions``: validation, test); the raw text of the held-out pairs is written as it goes
+    by."""
     codes = {"train": 0, "valid": 1, "test": 2}
     raw = {(split, lang): (tmp / f"{split}.{lang}").open("w", encoding="utf-8", newline="\n")
            for split in HELD_OUT for lang in ("zh", "en")}
     try:
         chunk_codes, zh_list, en_list = bytearray(), [], []
         for number, (zh, en) in records:
-            split = split_of(number, cfg.seed, cfg.valid_frac, cfg.test_frac)
+            split = split_of(number, cfg.seed, *fractions)
             if stream_sha is not None:
                 stream_sha.update(f"{zh}\t{en}\n".encode())
             if split != "train":

@@ -79,6 +79,11 @@ class DataConfig:
               "its settings replace the data settings", metavar="DIR")
     cache_hash: str | None = setting(None, "that cache's manifest hash, so evaluation can check it",
                                      flag=None)
+    # a large corpus holds out about this many pairs, not its fractions (10M pairs at 5 %: 500k)
+    valid_max: int | None = setting(5_000, "hold out at most about N pairs for validation (a "
+                                           "smaller corpus keeps --valid-frac)", metavar="N")
+    test_max: int | None = setting(5_000, "hold out at most about N pairs for testing (a "
+                                          "smaller corpus keeps --test-frac)", metavar="N")
 
     def __post_init__(self) -> None:
         _check(self.min_freq >= 1, "min_freq", "must be at least 1", self.min_freq)
@@ -89,6 +94,9 @@ class DataConfig:
         check_fractions(self.valid_frac, self.test_frac)
         _check(self.zh_tokens in ("word", "char"), "zh_tokens", "must be word or char",
                self.zh_tokens)
+        for name in ("valid_max", "test_max"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, name, "must be at least 1 (or None: no cap)", value)
 
 
 @dataclass
