@@ -177,6 +177,13 @@ class TrainConfig:
               "preprocessed cache only)", metavar="N")
     loader_workers: int = setting(
         0, "DataLoader processes that prefetch batches (a preprocessed cache only)", metavar="N")
+    accumulate: int = setting(
+        1, "gradient accumulation: one optimizer step per K batches (per process), the loss "
+           "averaged over all their tokens: a K times larger batch in the same memory",
+        metavar="K")
+    sync_every: int = setting(
+        25, "several processes: agree on the training loss and on stop requests every N steps "
+            "(one collective; a Stop or Ctrl-C ends all of them at that step)", metavar="N")
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
@@ -205,6 +212,8 @@ class TrainConfig:
                "must be positive", self.max_minutes)
         _check(self.max_tokens is None or self.max_tokens >= 1, "max_tokens",
                "must be at least 1", self.max_tokens)
+        _check(self.accumulate >= 1, "accumulate", "must be at least 1", self.accumulate)
+        _check(self.sync_every >= 1, "sync_every", "must be at least 1", self.sync_every)
 
     @property
     def best_by(self) -> Literal["loss", "bleu"]:

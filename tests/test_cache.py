@@ -20,6 +20,7 @@ from seq2seq_lib.batching import (
     CachedDataset,
     TokenBucketSampler,
     TranslationDataset,
+    collate,
     length_arrays,
     make_loader,
 )
@@ -442,3 +443,16 @@ def test_cli_ctrl_c_is_a_clean_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cache_mod, "preprocess", interrupted)
     assert main(["preprocess", "--data", "hsk", "--out", str(tmp_path / "c")]) == 2
     assert "interrupted: nothing was written" in capsys.readouterr().err
+
+
+def test_a_cache_pads_whole_batches_with_numpy(hsk_cache):
+    _, data = hsk_cache
+    indices = [5, 0, len(data.train) - 1, 17, -2]
+    padded = data.train.__getitems__(indices)
+    one_by_one = collate([data.train[i] for i in indices])
+    for name in ("src", "src_lens", "trg", "n_tokens"):
+        a, b = getattr(padded, name), getattr(one_by_one, name)
+        assert (torch.equal(a, b) if torch.is_tensor(a) else a == b), name
+    assert padded.src.dtype == torch.int64 and padded.src.is_contiguous()
+    with pytest.raises(IndexError):
+        data.train.__getitems__([len(data.train)])

@@ -44,8 +44,10 @@ def torchrun(folder: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def settings(folder: Path) -> TrainConfig:
     """Per process: 4 sentences per batch, 3 steps per epoch (5 batches filled up to 6), 2 epochs;
-    fp32 and no dropout, so that two processes and one can agree to float rounding."""
+    fp32 and no dropout, so that two processes and one can agree to float rounding; the
+    processes agree on the loss and on stop requests every 2 steps."""
     return TrainConfig(epochs=2, batch_size=4, lr=1e-2, device="cpu", precision="fp32",
+                       sync_every=2,
                        checkpoint_path=str(folder / "m.pt"),
                        last_checkpoint_path=str(folder / "m.last.pt"))
 
@@ -147,7 +149,8 @@ def test_ctrl_c_in_one_process_stops_both_at_the_same_step(tiny_data, tmp_path):
     proc = torchrun(prepared(tiny_data, tmp_path), "--interrupt-at", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = load_checkpoint(tmp_path / "m.last.pt")["trainer_state"]
-    assert (saved["epoch"], saved["batch"], saved["step"]) == (1, 2, 2)  # the next step not taken
+    # at the next agreement (every 2 steps): step 2, global batch 4; the next step not taken
+    assert (saved["epoch"], saved["batch"], saved["step"]) == (1, 4, 2)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
@@ -156,7 +159,8 @@ def test_ctrl_c_in_one_process_stops_both_at_the_same_step(tiny_data, tmp_path):
 def test_a_nan_in_one_process_stops_both_with_the_best_weights_kept(tiny_data, tmp_path):
     proc = torchrun(prepared(tiny_data, tmp_path), "--nan-at", "4")
     assert proc.returncode != 0
-    assert proc.stderr.count("epoch 2, batch 3: the training loss became nan") >= 2  # both
+    # found at the next agreement, step 4: epoch 2 after its first step (2 global batches)
+    assert proc.stderr.count("epoch 2, batch 2: the training loss became nan") >= 2  # both
     best = load_checkpoint(tmp_path / "m.pt")
     assert best["epoch"] == 1 and all(torch.isfinite(v).all() for v in best["model_state"].values())
 
@@ -181,7 +185,7 @@ def test_the_command_line_under_torchrun(tmp_path):
          "--n-layers", "1", "--min-freq", "1", "--device", "cpu", "--quiet", "--out", str(out)],
         capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("test BLEU") == 1 and "2 processes (torchrun)" in proc.stdout
+    assert proc.stdout.count("test BLEU") == 1 and "2 process(es) (torchrun)" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "m.config.yaml", "m.last.pt", "m.metrics.csv", "m.metrics.jsonl", "m.pt"]
     lines = (tmp_path / "m.metrics.jsonl").read_text(encoding="utf-8").splitlines()
