@@ -197,6 +197,20 @@ def test_cache_ids_equal_the_in_memory_pipeline(hsk_cfg, hsk_cache):
     assert result.manifest["id_dtype"] == "uint16" and result.manifest["dropped"]["empty pairs"] == 1
 
 
+def test_a_cache_keeps_the_truecaser_of_the_in_memory_pipeline(hsk_cfg, hsk_cache, tmp_path):
+    """A model trained on a cache restores "Mary" and "Beijing" as one trained in memory does
+    (it used to capitalise the first letter only: the cache kept no truecaser)."""
+    _, data = hsk_cache
+    numbered = list(stream_parallel(hsk_cfg.src_path, hsk_cfg.trg_path).numbered())
+    train = [p for n, p in numbered if split_of(n, hsk_cfg.seed, 0.1, 0.1) == "train"]
+    memory = prepare_data(replace(hsk_cfg, valid_frac=0.0, test_frac=0.0), Corpus(train, "x"))
+    assert data.truecaser is not None and len(data.truecaser) > 10
+    assert data.truecaser.forms == memory.truecaser.forms
+    cased = preprocess(replace(hsk_cfg, lowercase=False), tmp_path / "cased", workers=1,
+                       progress=False)
+    assert load_cache(cased.path).truecaser is None  # it learned the case itself
+
+
 def test_char_tokens_match_too(tiny_data, tmp_path):
     cfg, memory = tiny_data  # every tiny pair in the training split, min_freq 1
     out = tmp_path / "c"

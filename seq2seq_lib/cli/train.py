@@ -174,10 +174,7 @@ def open_data(p: Plan, ctx: Any) -> Any:
         data = prepare_data(p.data_cfg, vocabs=p.vocabs)
         print(data.summary(), f"\n(tokenized in {time.perf_counter() - t0:.1f} s)")
         return data
-    if ctx.enabled:
-        raise ValueError("--data-dir does not share its batches among torchrun processes "
-                         "yet: train from a cache in one process")
-    data = _open_cache(p)
+    data = _open_cache(p)  # every process maps the same files and reads only its batches
     print(data.summary(), f"\n(opened in {time.perf_counter() - t0:.1f} s)")
     return data
 
