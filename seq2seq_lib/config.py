@@ -212,6 +212,8 @@ class TrainConfig:
                "must be positive", self.max_minutes)
         _check(self.max_tokens is None or self.max_tokens >= 1, "max_tokens",
                "must be at least 1", self.max_tokens)
+        _check(self.loader_workers >= 0, "loader_workers", "must be 0 or more",
+               self.loader_workers)
         _check(self.accumulate >= 1, "accumulate", "must be at least 1", self.accumulate)
         _check(self.sync_every >= 1, "sync_every", "must be at least 1", self.sync_every)
 
@@ -221,8 +223,6 @@ class TrainConfig:
         if self.best_metric == "auto":
             return "bleu" if self.valid_bleu_sample > 0 else "loss"
         return self.best_metric
-        _check(self.loader_workers >= 0, "loader_workers", "must be 0 or more",
-               self.loader_workers)
 
 
 def demo_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:
