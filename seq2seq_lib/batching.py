@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -296,11 +296,20 @@ def _small(values: np.ndarray) -> np.ndarray:
     return values
 
 
+@lru_cache(maxsize=4)
+def _pool_of_position(n: int, pool: int) -> np.ndarray:
+    """The pool of every position: [n], 16 bits when it fits (computed once per size)."""
+    n_pools = -(-n // pool)
+    dtype = np.uint16 if n_pools <= 1 << 16 else np.int64
+    return np.repeat(np.arange(n_pools, dtype=dtype), pool)[:n]
+
+
 def _pool_sort(sort_key: np.ndarray, pool: int) -> np.ndarray:
     """The permutation that sorts every pool of ``pool`` consecutive entries of ``sort_key`` (ties
-    keep their order): one stable sort by the key, then one by the pool."""
+    keep their order): one stable sort by the key, then one by the pool (a radix sort in two
+    passes, each linear when its values fit in 16 bits)."""
     by_key = np.argsort(sort_key, kind="stable")
-    return by_key[np.argsort(_small(by_key // pool), kind="stable")]
+    return by_key[np.argsort(_pool_of_position(len(sort_key), pool)[by_key], kind="stable")]
 
 
 def _budget_cut(width: np.ndarray, pool: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
