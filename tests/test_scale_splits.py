@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
+from conftest import TINY_MODEL
 
 from seq2seq_lib import DataConfig, prepare_data, split_pairs
 from seq2seq_lib.cache import build_cache, load_cache
@@ -66,3 +67,24 @@ def test_a_cache_of_a_large_stream_holds_out_about_the_cap(tmp_path):
 def test_a_cap_below_one_is_refused(field):
     with pytest.raises(ConfigError, match=f"{field} must be at least 1"):
         DataConfig(**{field: 0})
+
+
+def test_a_checkpoint_from_before_the_caps_keeps_its_uncapped_split(tiny_data, tmp_path):
+    """Resuming a run trained before ``valid_max`` existed re-splits its corpus as it was
+    split then (uncapped), not with the new default of 5,000."""
+    import torch
+
+    from seq2seq_lib import TrainConfig, load_checkpoint, save_checkpoint
+    from seq2seq_lib.checkpoint import CheckpointInfo
+
+    data_cfg, data = tiny_data
+    info = CheckpointInfo(data.src_vocab, data.trg_vocab, data_cfg, TINY_MODEL)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, {"w": torch.zeros(1)}, info, TrainConfig(), [], 1)
+    raw = torch.load(path, weights_only=True)
+    for key in ("valid_max", "test_max"):
+        del raw["data_cfg"][key]
+    torch.save(raw, path)
+    old = load_checkpoint(path)["info"].data_cfg
+    assert (old.valid_max, old.test_max) == (None, None)
+    assert load_checkpoint(path)["info"].data_cfg.valid_frac == data_cfg.valid_frac
