@@ -6,12 +6,11 @@ memory; :class:`CachedDataset` reads them lazily from a preprocessed cache (see 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,11 +33,23 @@ class Batch:
     src: torch.Tensor
     src_lens: torch.Tensor
     trg: torch.Tensor
+    n_tokens: int | None = None  # target tokens the loss scores (counted on the CPU by collate)
 
     def to(self, device: torch.device | str) -> Batch:
-        """The same batch on ``device`` (lengths stay on the CPU)."""
+        """The same batch on ``device`` (lengths stay on the CPU); from pinned memory (a loader
+        with ``pin_memory=True``) the copy runs while the device computes."""
         return Batch(self.src.to(device, non_blocking=True), self.src_lens,
-                     self.trg.to(device, non_blocking=True))
+                     self.trg.to(device, non_blocking=True), self.n_tokens)
+
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked memory (what a DataLoader with ``pin_memory=True`` calls)."""
+        return Batch(self.src.pin_memory(), self.src_lens, self.trg.pin_memory(), self.n_tokens)
+
+    def loss_tokens(self, pad_id: int = Vocab.pad_id) -> int:
+        """Target tokens the loss scores: ``n_tokens``, or counted now (on the batch's device)."""
+        if self.n_tokens is not None:
+            return self.n_tokens
+        return int((self.trg[1:] != pad_id).sum())
 
     @property
     def batch_size(self) -> int:
@@ -85,97 +96,276 @@ class TranslationDataset(Dataset):
         return sum(len(t) - 1 for t in self.trg)
 
 
-def collate(examples: list[tuple[torch.Tensor, torch.Tensor]], pad_id: int = Vocab.pad_id) -> Batch:
-    """Pad a list of (src, trg) id tensors into one :class:`Batch`."""
+def collate(examples: list[tuple[torch.Tensor, torch.Tensor]] | Batch,
+            pad_id: int = Vocab.pad_id) -> Batch:
+    """Pad a list of (src, trg) id tensors into one :class:`Batch`, counting its target tokens
+    here on the CPU (a batch already padded, as ``CachedDataset.__getitems__`` gives, passes)."""
+    if isinstance(examples, Batch):
+        return examples
     srcs, trgs = zip(*examples)
     src = pad_sequence(list(srcs), padding_value=pad_id)  # [src_len, batch]
     trg = pad_sequence(list(trgs), padding_value=pad_id)  # [trg_len, batch]
     src_lens = torch.tensor([len(s) for s in srcs], dtype=torch.long)  # [batch]
-    return Batch(src, src_lens, trg)
+    n_tokens = sum(len(t) for t in trgs) - len(trgs)  # everything after <sos>
+    return Batch(src, src_lens, trg, n_tokens)
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of examples of similar length, in a shuffled order that changes every epoch.
+    """The one batch sampler: batches of similar lengths in a seeded order that changes every
+    epoch, of ``batch_size`` sentences or of at most ``max_tokens`` padded tokens, shared among
+    training processes, and resumable at any batch.
 
-    Examples are shuffled, cut into pools of ``pool_factor`` batches, each pool is sorted by
-    length and cut into batches, and the batches are shuffled: padding drops sharply while the
-    order stays random. Call :meth:`set_epoch` to get a new (seeded) order.
+    **The order.** Examples are shuffled, cut into pools of ``pool_factor`` batches, each pool
+    is sorted by its keys and cut into batches, and the batches are shuffled: padding drops
+    sharply while the order stays random. The batches of an epoch (its *global* order) depend
+    on ``(seed, epoch)`` and the batch size or budget alone, never on the number of processes.
+    Everything is NumPy: millions of examples cost a fraction of a second per epoch.
 
-    :param lengths: one sort key per example: a length, or a tuple such as
-        :meth:`TranslationDataset.bucket_keys` gives (sorted by its first item, then the next).
-    :param num_replicas: / :param rank: several training processes: every process builds the
-        same order (same seed) and takes every ``num_replicas``-th batch from its ``rank`` on;
-        the list is first filled up with its own first batches, so every process gets the
-        same number of batches and none waits for a step the others never take.
+    **A step.** ``num_replicas`` processes × ``accumulate`` micro-steps each take ``group``
+    consecutive batches of the global order in every optimizer step: rank ``r``'s micro-step
+    ``m`` of a step gets the step's batch ``m * num_replicas + r``. The last step of an epoch
+    is filled up with the epoch's first batches, so every process gets the same number of
+    batches and none waits for a step the others never take. Every process can count the
+    step's target tokens over all processes itself (:meth:`step_tokens`), without a collective.
+
+    **Resuming.** :meth:`set_epoch(epoch, start) <set_epoch>` starts at batch ``start`` of the
+    global order (the batches before it are never collated): a run stopped after ``b`` batches
+    continues with batch ``b``, also with another number of processes.
+
+    :param lengths: one sort key per example, [n] or [n, k] (sorted by its first column, then
+        the next): :meth:`TranslationDataset.bucket_keys` gives (target, source) lengths. A
+        batch's cost under ``max_tokens`` is its sentences times its longest key: the size of
+        the larger padded tensor; a single example over the budget gets a batch of its own.
+    :param batch_size: sentences per batch (per process and micro-step); or ``max_tokens``.
+    :param drop_last: leave out the epoch's last batch if it is smaller (``batch_size`` only).
+    :param loss_tokens: [n] target tokens each example adds to the loss (needed for
+        :meth:`step_tokens`; :func:`make_loader` gives them).
     """
 
-    def __init__(self, lengths: Sequence[int] | Sequence[tuple[int, ...]], batch_size: int,
-                 seed: int = 0, pool_factor: int = 50, drop_last: bool = False,
-                 num_replicas: int = 1, rank: int = 0):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    def __init__(self, lengths: Sequence[int] | Sequence[tuple[int, ...]] | np.ndarray,
+                 batch_size: int | None = None, seed: int = 0, pool_factor: int = 50,
+                 drop_last: bool = False, num_replicas: int = 1, rank: int = 0, *,
+                 max_tokens: int | None = None, accumulate: int = 1,
+                 loss_tokens: np.ndarray | None = None):
+        if (batch_size is None) == (max_tokens is None):
+            raise ValueError("give exactly one of batch_size and max_tokens")
+        for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens),
+                            ("pool_factor", pool_factor), ("accumulate", accumulate)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
-        self.lengths = list(lengths)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.pool_factor = pool_factor
-        self.drop_last = drop_last
-        self.num_replicas, self.rank = num_replicas, rank
+        keys = np.asarray(lengths, dtype=np.int64)
+        self.keys = keys.reshape(len(keys), -1)  # [n, k]
+        self._sort_key = _combined(self.keys)  # [n]: one integer that sorts as the keys
+        self._width = self.keys.max(axis=1, initial=0)  # [n]: the padded length it costs
+        self.loss_tokens = None if loss_tokens is None else np.asarray(loss_tokens, np.int64)
+        if self.loss_tokens is not None and self.loss_tokens.shape != (len(self.keys),):
+            raise ValueError(f"{len(self.keys)} keys but {len(self.loss_tokens)} token counts")
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.seed, self.pool_factor, self.drop_last = seed, pool_factor, drop_last
+        self.num_replicas, self.rank, self.accumulate = num_replicas, rank, accumulate
         self.epoch = 0
         self.start = 0
+        self._cached: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+
+    @property
+    def group(self) -> int:
+        """Batches of the global order one optimizer step takes (all processes together)."""
+        return self.num_replicas * self.accumulate
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Use ``epoch``'s order from now on, beginning at its batch number ``start`` (0-based;
-        a run resumed in the middle of an epoch continues with the batch it had not seen)."""
+        """Use ``epoch``'s order from now on, beginning at its batch ``start`` (0-based, of the
+        global order: a run resumed in the middle of an epoch continues with the batch it had
+        not seen, whatever the number of processes before and now)."""
         self.epoch = epoch
         self.start = start
 
-    def _batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed * 100_003 + self.epoch)
-        order = list(range(len(self.lengths)))
-        rng.shuffle(order)
-        pool = self.batch_size * self.pool_factor
-        batches = []
-        for start in range(0, len(order), pool):
-            chunk = sorted(order[start : start + pool], key=lambda i: self.lengths[i])
-            for b in range(0, len(chunk), self.batch_size):
-                batch = chunk[b : b + self.batch_size]
-                if len(batch) == self.batch_size or not self.drop_last:
-                    batches.append(batch)
-        rng.shuffle(batches)
-        if self.num_replicas > 1 and batches:
-            total = len(self) * self.num_replicas  # filled up with the first batches
-            batches = [batches[i % len(batches)] for i in range(total)][self.rank :: self.num_replicas]
-        return batches
+    def plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This epoch's global order: (examples in batch order [n], batch starts [b], batch
+        sizes [b]); batch j is ``examples[starts[j]:starts[j] + sizes[j]]``. Computed once per
+        epoch and kept as arrays: 8 bytes an example, not a Python list of lists."""
+        if self._cached is not None and self._cached[0] == self.epoch:
+            return self._cached[1]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.keys))
+        pool = self._pool_size()
+        order = order[_pool_sort(self._sort_key[order], pool)]
+        starts, sizes = self._cut(order, pool)
+        shuffle = rng.permutation(len(sizes))
+        self._cached = (self.epoch, (order, starts[shuffle], sizes[shuffle]))
+        return self._cached[1]
+
+    def n_batches(self) -> int:
+        """Batches in this epoch's global order (a token budget gives every epoch its own)."""
+        return len(self.plan()[1])
+
+    def _pool_size(self) -> int:
+        if self.batch_size is not None:
+            return self.batch_size * self.pool_factor
+        typical = float(self._width.mean()) if len(self.keys) else 1.0
+        return max(1, int(self.max_tokens / max(typical, 1.0))) * self.pool_factor
+
+    def _cut(self, order: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, sizes) of the batches the sorted pools of ``order`` are cut into."""
+        n = len(order)
+        if self.batch_size is not None:  # a pool holds pool_factor whole batches
+            starts = np.arange(0, n, self.batch_size, dtype=np.int64)
+            sizes = np.minimum(self.batch_size, n - starts)
+            if self.drop_last:  # only the very last batch can be smaller
+                whole = sizes == self.batch_size
+                starts, sizes = starts[whole], sizes[whole]
+            return starts, sizes
+        return _budget_cut(self._width[order], pool, self.max_tokens)
+
+    def _slots(self) -> np.ndarray:
+        """The global batches of every step from ``start`` on: [steps, group] indices into
+        :meth:`plan`'s batches (the last step filled up with the epoch's first ones)."""
+        n = self.n_batches()
+        left = max(n - self.start, 0)
+        steps = -(-left // self.group)
+        if n == 0:
+            return np.zeros((0, self.group), dtype=np.int64)
+        return ((self.start + np.arange(steps * self.group)) % n).reshape(steps, self.group)
+
+    def step_tokens(self) -> np.ndarray:
+        """Target tokens of every step from ``start`` on, over all processes and micro-steps:
+        [steps] int64, the same on every process (what the loss of a step is averaged over)."""
+        if self.loss_tokens is None:
+            raise ValueError("this sampler was built without loss_tokens=")
+        order, starts, sizes = self.plan()
+        cumulative = np.concatenate([[0], np.cumsum(self.loss_tokens[order])])
+        per_batch = cumulative[starts + sizes] - cumulative[starts]
+        return per_batch[self._slots()].sum(axis=1)
+
+    def _mine(self) -> np.ndarray:
+        """This process's batches, in the order it trains on them: [steps * accumulate]."""
+        slots = self._slots().reshape(-1, self.accumulate, self.num_replicas)
+        return slots[:, :, self.rank].reshape(-1)
+
+    def batches(self) -> list[list[int]]:
+        """This process's batches from ``start`` on, as lists of example indices."""
+        return list(self)
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self._batches()[self.start :]
+        order, starts, sizes = self.plan()
+        mine = self._mine()
+        for start, size in zip(starts[mine].tolist(), sizes[mine].tolist()):
+            yield order[start : start + size].tolist()
 
     def __len__(self) -> int:
-        """Batches per epoch (of this process), whatever :meth:`set_epoch`'s ``start``."""
-        full, rest = divmod(len(self.lengths), self.batch_size)
-        n = full if self.drop_last else full + (rest > 0)
-        return -(-n // self.num_replicas)  # rounded up
+        """Batches this process trains on from :meth:`set_epoch`'s ``start`` to the epoch's end."""
+        return len(self._mine())
+
+
+class TokenBucketSampler(BucketBatchSampler):
+    """:class:`BucketBatchSampler` made from a source and a target length array (both with
+    ``<sos>``/``<eos>``, as :func:`length_arrays` gives them), sorted by ``sort_by``'s side
+    first; it knows the loss tokens of every example (target length minus ``<sos>``)."""
+
+    def __init__(self, src_lens: np.ndarray, trg_lens: np.ndarray, batch_size: int | None = None,
+                 max_tokens: int | None = None, seed: int = 0, pool_factor: int = 50,
+                 sort_by: SortBy = "target", **kwargs: Any):
+        src_lens, trg_lens = np.asarray(src_lens, np.int64), np.asarray(trg_lens, np.int64)
+        if src_lens.shape != trg_lens.shape:
+            raise ValueError(f"{len(src_lens)} source lengths but {len(trg_lens)} targets")
+        super().__init__(_keys(src_lens, trg_lens, sort_by), batch_size, seed, pool_factor,
+                         max_tokens=max_tokens, loss_tokens=trg_lens - 1, **kwargs)
+
+
+def _keys(src_lens: np.ndarray, trg_lens: np.ndarray, sort_by: SortBy) -> np.ndarray:
+    if sort_by == "target":
+        return np.stack([trg_lens, src_lens], axis=1)
+    if sort_by == "source":
+        return np.stack([src_lens, trg_lens], axis=1)
+    raise ValueError(f"sort_by must be 'target' or 'source', got {sort_by!r}")
+
+
+def _combined(keys: np.ndarray) -> np.ndarray:
+    """One integer per row of ``keys`` [n, k] (small non-negative lengths) that sorts as the
+    rows do, in 16 bits when it fits (NumPy then sorts it in linear time)."""
+    combined = np.zeros(len(keys), dtype=np.int64)
+    for column in keys.T:
+        combined = combined * (int(column.max(initial=0)) + 1) + column
+    return _small(combined)
+
+
+def _small(values: np.ndarray) -> np.ndarray:
+    if len(values) and 0 <= values.min() and values.max() < 1 << 16:
+        return values.astype(np.uint16)
+    return values
+
+
+@lru_cache(maxsize=4)
+def _pool_of_position(n: int, pool: int) -> np.ndarray:
+    """The pool of every position: [n], 16 bits when it fits (computed once per size)."""
+    n_pools = -(-n // pool)
+    dtype = np.uint16 if n_pools <= 1 << 16 else np.int64
+    return np.repeat(np.arange(n_pools, dtype=dtype), pool)[:n]
+
+
+def _pool_sort(sort_key: np.ndarray, pool: int) -> np.ndarray:
+    """The permutation that sorts every pool of ``pool`` consecutive entries of ``sort_key`` (ties
+    keep their order): one stable sort by the key, then one by the pool (a radix sort in two
+    passes, each linear when its values fit in 16 bits)."""
+    by_key = np.argsort(sort_key, kind="stable")
+    return by_key[np.argsort(_pool_of_position(len(sort_key), pool)[by_key], kind="stable")]
+
+
+def _budget_cut(width: np.ndarray, pool: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, sizes) of batches of at most ``max_tokens`` (sentences × widest) over the
+    sorted pools of ``width`` [n]. One vectorised step per batch position cuts the next batch
+    of every pool at once: the running maximum of the widths times the sentence count never
+    decreases, so a batch ends before its first position over the budget."""
+    n = len(width)
+    pool_end = np.minimum(np.arange(0, n, pool, dtype=np.int64) + pool, n)
+    current = np.arange(0, n, pool, dtype=np.int64)
+    too_wide = max_tokens + 1  # past a pool's end: over the budget whatever the count
+    starts, sizes = [], []
+    active = np.flatnonzero(current < pool_end)
+    while len(active):
+        # no batch holds more than max_tokens // (its first width) sentences
+        first = int(np.maximum(width[current[active]], 1).min())
+        window = min(pool, max_tokens // first + 1)
+        reach = np.arange(window, dtype=np.int64)
+        at = current[active, None] + reach  # [pools, window]
+        widths = np.where(at < pool_end[active, None], width[np.minimum(at, n - 1)], too_wide)
+        cost = np.maximum.accumulate(widths, axis=1) * (reach + 1)
+        over = cost > max_tokens
+        first_over = np.where(over.any(axis=1), over.argmax(axis=1), window)
+        size = np.maximum(first_over, 1)
+        starts.append(current[active])
+        sizes.append(size)
+        current[active] += size
+        active = active[current[active] < pool_end[active]]
+    if not starts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    start_arr, size_arr = np.concatenate(starts), np.concatenate(sizes)
+    ordered = np.argsort(start_arr)
+    return start_arr[ordered], size_arr[ordered]
 
 
 def make_loader(dataset: TranslationDataset | CachedDataset, batch_size: int, bucket: bool = True,
                 shuffle: bool = True, seed: int = 0, sort_by: SortBy = "target",
                 max_tokens: int | None = None, num_workers: int | None = None,
-                num_replicas: int = 1, rank: int = 0) -> DataLoader:
+                num_replicas: int = 1, rank: int = 0, accumulate: int = 1,
+                pin_memory: bool = False) -> DataLoader:
     """A DataLoader of :class:`Batch` objects.
 
-    :param bucket: group similar lengths (less padding); with ``bucket=False`` and
-        ``shuffle=False`` this is the lesson's plain loader.
+    :param bucket: group similar lengths (less padding, :class:`BucketBatchSampler`); with
+        ``bucket=False`` and ``shuffle=False`` this is the lesson's plain loader.
     :param sort_by: which side's length the buckets group first (see
         :meth:`TranslationDataset.bucket_keys`); ``"target"`` is the faster one to train on.
     :param max_tokens: bucketed batches of at most this many padded tokens instead of
-        ``batch_size`` sentences (see :class:`TokenBucketSampler`); a :class:`CachedDataset`
-        brings its own choice (``load_cache(..., max_tokens=)``) when this is None.
+        ``batch_size`` sentences; a :class:`CachedDataset` brings its own choice
+        (``load_cache(..., max_tokens=)``) when this is None.
     :param num_workers: DataLoader worker processes that prefetch batches (default 0: none, or
         the :class:`CachedDataset`'s own choice).
-    :param num_replicas: / :param rank: this process's share of the length buckets when
-        several processes train together (see :class:`BucketBatchSampler`; buckets only).
+    :param num_replicas: / :param rank: / :param accumulate: this process's share of the
+        length buckets when several processes (and micro-steps) make one optimizer step
+        (buckets only; see :class:`BucketBatchSampler`).
+    :param pin_memory: batches in page-locked memory, so that copying them to a CUDA GPU
+        overlaps with its work (use it when training on CUDA).
     """
     if isinstance(dataset, CachedDataset):
         num_workers = dataset.num_workers if num_workers is None else num_workers
@@ -183,23 +373,46 @@ def make_loader(dataset: TranslationDataset | CachedDataset, batch_size: int, bu
             max_tokens = dataset.max_tokens
     if max_tokens is not None and not bucket:
         raise ValueError("max_tokens bounds bucketed batches: use it with bucket=True")
-    workers = {"num_workers": num_workers or 0, "persistent_workers": bool(num_workers)}
-    pad = partial(collate, pad_id=dataset.pad_id)
-    if bucket and (max_tokens is not None or isinstance(dataset, CachedDataset)):
+    options = {"num_workers": num_workers or 0, "persistent_workers": bool(num_workers),
+               "pin_memory": pin_memory, "collate_fn": partial(collate, pad_id=dataset.pad_id)}
+    if bucket:
         src_lens, trg_lens = length_arrays(dataset)
         sampler = TokenBucketSampler(src_lens, trg_lens, None if max_tokens else batch_size,
-                                     max_tokens, seed=seed, sort_by=sort_by)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=pad, **workers)
-    if bucket:
-        sampler = BucketBatchSampler(dataset.bucket_keys(sort_by), batch_size, seed=seed,
-                                     num_replicas=num_replicas, rank=rank)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=pad, **workers)
+                                     max_tokens, seed=seed, sort_by=sort_by,
+                                     num_replicas=num_replicas, rank=rank, accumulate=accumulate)
+        return DataLoader(dataset, batch_sampler=sampler, **options)
     if num_replicas > 1:
         raise ValueError("several processes need length buckets (bucket=True): they give "
                          "every process the same number of batches")
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=pad, generator=gen,
-                      **workers)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, **options)
+
+
+def sorted_loader(dataset: TranslationDataset | CachedDataset, batch_size: int,
+                  num_replicas: int = 1, rank: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Evaluation batches: the examples sorted by (target, source) length, cut into batches in
+    that fixed order, so that padding costs almost nothing; with several processes each takes
+    every ``num_replicas``-th example of the sorted order (batch counts may differ by one:
+    evaluation sums over the processes once, at the end). Iterating it draws no random number."""
+    src_lens, trg_lens = length_arrays(dataset)
+    order = np.lexsort((src_lens, trg_lens))[rank::num_replicas]
+    batches = [chunk.tolist() for chunk in np.split(order, range(batch_size, len(order),
+                                                                 batch_size))] if len(order) else []
+    return DataLoader(dataset, batch_sampler=batches, pin_memory=pin_memory,
+                      collate_fn=partial(collate, pad_id=dataset.pad_id),
+                      generator=torch.Generator().manual_seed(0))  # not torch's global one
+
+
+def length_arrays(dataset: TranslationDataset | CachedDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Source and target length of every example as int64 arrays, ``<sos>``/``<eos>`` included."""
+    if isinstance(dataset, CachedDataset):
+        return dataset.lengths(), np.asarray(dataset.array("trg_lens"), dtype=np.int64) + 2
+    if isinstance(dataset, TranslationDataset):
+        return (np.fromiter(map(len, dataset.src), np.int64, len(dataset.src)),
+                np.fromiter(map(len, dataset.trg), np.int64, len(dataset.trg)))
+    pairs = [dataset[i] for i in range(len(dataset))]  # e.g. a Subset
+    return (np.array([len(s) for s, _ in pairs], np.int64),
+            np.array([len(t) for _, t in pairs], np.int64))
 
 
 def padding_share(loader: DataLoader) -> float:
@@ -269,6 +482,33 @@ class CachedDataset(Dataset):
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.sentence("src", idx), self.sentence("trg", idx)
 
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        """A whole padded batch, read and padded with NumPy (no tensor per sentence); what a
+        DataLoader asks for, and :func:`collate` passes it through."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(idx) and not (-self._len <= idx.min() and idx.max() < self._len):
+            raise IndexError(f"an index in {indices!r} is out of range for {self._len} sentences")
+        idx %= max(self._len, 1)
+        src, src_lens = self._padded("src", idx)
+        trg, trg_lens = self._padded("trg", idx)
+        return Batch(torch.from_numpy(src), torch.from_numpy(src_lens), torch.from_numpy(trg),
+                     int(trg_lens.sum()) - len(idx))
+
+    def _padded(self, side: Literal["src", "trg"], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sentences ``idx`` of one side with ``<sos>``/``<eos>``, padded: ([len, batch] int64,
+        their lengths [batch] int64)."""
+        offsets = self.array(f"{side}_offsets")
+        starts = np.asarray(offsets[idx], dtype=np.int64)
+        lens = np.asarray(offsets[idx + 1], dtype=np.int64) - starts  # [batch], without sos/eos
+        out = np.full((len(idx), int(lens.max(initial=0)) + 2), self.pad_id, dtype=np.int64)
+        rows = np.arange(len(idx))
+        out[:, 0] = Vocab.sos_id
+        out[rows, lens + 1] = Vocab.eos_id
+        row_of = np.repeat(rows, lens)  # one entry per token
+        within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        out[row_of, within + 1] = self.array(side)[np.repeat(starts, lens) + within]
+        return np.ascontiguousarray(out.T), lens + 2
+
     def lengths(self) -> np.ndarray:
         """Source length of every example, ``<sos>``/``<eos>`` included (as TranslationDataset)."""
         return np.asarray(self.array("src_lens"), dtype=np.int64) + 2
@@ -276,111 +516,3 @@ class CachedDataset(Dataset):
     def n_target_tokens(self) -> int:
         """Target tokens the loss is computed on (everything after ``<sos>``)."""
         return int(np.asarray(self.array("trg_lens"), dtype=np.int64).sum()) + self._len
-
-
-def length_arrays(dataset: TranslationDataset | CachedDataset) -> tuple[np.ndarray, np.ndarray]:
-    """Source and target length of every example as int64 arrays, ``<sos>``/``<eos>`` included."""
-    if isinstance(dataset, CachedDataset):
-        return dataset.lengths(), np.asarray(dataset.array("trg_lens"), dtype=np.int64) + 2
-    return (np.array([len(s) for s in dataset.src], dtype=np.int64),
-            np.array([len(t) for t in dataset.trg], dtype=np.int64))
-
-
-class TokenBucketSampler(Sampler[list[int]]):
-    """Length buckets from NumPy length arrays: batches of ``batch_size`` sentences, or of at
-    most ``max_tokens`` padded tokens (fairseq's ``--max-tokens``).
-
-    The same recipe as :class:`BucketBatchSampler` (shuffle, pools of ``pool_factor`` batches
-    sorted by length, batches shuffled; :meth:`set_epoch` for a new seeded order), vectorised, so
-    millions of examples cost a fraction of a second and no Python list of keys.
-
-    A batch's cost is its sentences times its longest sentence on either side, padding included:
-    the size of the larger padded tensor. A single example over the budget gets a batch of its own.
-
-    :param src_lens: source lengths, [n]; :param trg_lens: target lengths, [n].
-    :param sort_by: ``"target"``: sort pools by target then source length; ``"source"``: reverse.
-    """
-
-    def __init__(self, src_lens: np.ndarray, trg_lens: np.ndarray, batch_size: int | None = None,
-                 max_tokens: int | None = None, seed: int = 0, pool_factor: int = 50,
-                 sort_by: SortBy = "target"):
-        if (batch_size is None) == (max_tokens is None):
-            raise ValueError("give exactly one of batch_size and max_tokens")
-        if (batch_size or max_tokens or 0) < 1:
-            raise ValueError(f"batch_size and max_tokens must be >= 1, got {batch_size or max_tokens}")
-        if sort_by not in ("target", "source"):
-            raise ValueError(f"sort_by must be 'target' or 'source', got {sort_by!r}")
-        self.src_lens = np.asarray(src_lens, dtype=np.int64)
-        self.trg_lens = np.asarray(trg_lens, dtype=np.int64)
-        if self.src_lens.shape != self.trg_lens.shape:
-            raise ValueError(f"{len(self.src_lens)} source lengths but {len(self.trg_lens)} targets")
-        self.batch_size, self.max_tokens = batch_size, max_tokens
-        self.seed, self.pool_factor, self.sort_by = seed, pool_factor, sort_by
-        self.epoch = 0
-        self.start = 0
-        self._cached: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Use ``epoch``'s order from now on, beginning at its batch number ``start`` (0-based;
-        a run resumed in the middle of an epoch continues with the batch it had not seen)."""
-        self.epoch = epoch
-        self.start = start
-
-    def _pool_size(self) -> int:
-        if self.batch_size is not None:
-            return self.batch_size * self.pool_factor
-        longest = np.maximum(self.src_lens, self.trg_lens)
-        typical = float(longest.mean()) if len(longest) else 1.0
-        return max(1, int(self.max_tokens / max(typical, 1.0))) * self.pool_factor
-
-    def _cut(self, chunk: np.ndarray) -> list[int]:
-        """Sizes of the batches one sorted pool is cut into."""
-        if self.batch_size is not None:
-            full, rest = divmod(len(chunk), self.batch_size)
-            return [self.batch_size] * full + ([rest] if rest else [])
-        longest = np.maximum(self.src_lens[chunk], self.trg_lens[chunk]).tolist()
-        sizes, start, widest = [], 0, 0
-        for i, n in enumerate(longest):
-            wider = max(widest, n)
-            if i > start and wider * (i - start + 1) > self.max_tokens:
-                sizes.append(i - start)
-                start, wider = i, n
-            widest = wider
-        if len(chunk):
-            sizes.append(len(chunk) - start)
-        return sizes
-
-    def _epoch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This epoch's (examples in batch order, batch starts, batch sizes), computed once per
-        epoch and kept as arrays: 8 bytes an example, not a Python list of lists."""
-        if self._cached is not None and self._cached[0] == self.epoch:
-            return self._cached[1]
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.src_lens))
-        first, then = ((self.trg_lens, self.src_lens) if self.sort_by == "target"
-                       else (self.src_lens, self.trg_lens))
-        pool = self._pool_size()
-        sizes: list[int] = []
-        for start in range(0, len(order), pool):
-            chunk = order[start : start + pool]
-            order[start : start + pool] = chunk[np.lexsort((then[chunk], first[chunk]))]
-            sizes += self._cut(order[start : start + pool])
-        size_arr = np.array(sizes, dtype=np.int64)
-        starts = np.cumsum(size_arr) - size_arr
-        shuffle = rng.permutation(len(size_arr))
-        self._cached = (self.epoch, (order, starts[shuffle], size_arr[shuffle]))
-        return self._cached[1]
-
-    def batches(self) -> list[list[int]]:
-        """This epoch's batches from ``start`` on, as lists of example indices."""
-        return list(self)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order, starts, sizes = self._epoch()
-        for start, size in zip(starts[self.start :].tolist(), sizes[self.start :].tolist()):
-            yield order[start : start + size].tolist()
-
-    def __len__(self) -> int:
-        """Batches in this epoch (a token budget gives every epoch its own count), whatever
-        :meth:`set_epoch`'s ``start``."""
-        return len(self._epoch()[1])

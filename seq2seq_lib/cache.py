@@ -18,11 +18,12 @@ How it works, in two passes that keep memory flat however large the corpus:
 Everything is written into a hidden folder beside ``--out`` and renamed into place at the end,
 ``manifest.json`` last, so an interrupted or failed run never leaves a folder that looks complete.
 
-Folder layout (format version 1)::
+Folder layout (format version 2)::
 
     manifest.json           inputs (size, sha256), settings, split sizes, files, cache_hash
     src_vocab.json          the vocabularies, as Vocab.save writes them
     trg_vocab.json
+    truecase.json           lower-case word -> its usual spelling (lowercase caches only)
     {split}.src.npy         ids of all sentences of the split, one flat uint16 (or int32) array
     {split}.src_offsets.npy int64 [n + 1]: sentence i is src[offsets[i]:offsets[i + 1]]
     {split}.src_lens.npy    int32 [n]: tokens per sentence, <sos>/<eos> not included
@@ -40,7 +41,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -56,12 +57,21 @@ from tqdm.auto import tqdm
 from .batching import CachedDataset, cache_file
 from .checkpoint import library_version
 from .config import DataConfig, from_dict, to_dict
-from .data import CorpusError, CorpusStream, Pair, read_parallel, split_of, stream_corpus
+from .data import (
+    CorpusError,
+    CorpusStream,
+    Pair,
+    held_out_fractions,
+    read_parallel,
+    split_of,
+    stream_corpus,
+)
 from .tokenize import load_user_dict, tokenize_en, tokenize_zh, zh_mode
-from .truecase import TrueCaser
+from .truecase import TrueCaser, count_spellings
 from .vocab import Vocab
 
-FORMAT_VERSION = 1  # raise it whenever the files or the tokenization rules change
+FORMAT_VERSION = 2  # raise it whenever the files or the tokenization rules change (2: truecase.json)
+TRUECASE_FILE = "truecase.json"
 SPLITS = ("train", "valid", "test")
 SIDES = ("src", "trg")
 HELD_OUT = ("valid", "test")  # the splits whose raw text is kept
@@ -185,9 +195,15 @@ def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int, str
     codes, zh_list, en_list, lowercase, mode, max_len, user_dict = task
     zh_tokens, en_tokens, kept = [], [], bytearray()
     too_long = 0
+    cased_train = []  # the training targets with their case: the truecaser counts them
     for code, zh, en in zip(codes, zh_list, en_list):
         zt = tokenize_zh(zh, mode, user_dict)  # type: ignore[arg-type]
-        et = tokenize_en(en, lowercase)
+        if code == 0 and lowercase:  # as prepare_data: tokenized with the case, then lowered
+            cased = tokenize_en(en, lowercase=False)
+            cased_train.append(cased)
+            et = [t.lower() for t in cased]
+        else:
+            et = tokenize_en(en, lowercase)
         if code == 0 and (len(zt) > max_len or len(et) > max_len):
             too_long += 1
             continue
@@ -196,7 +212,7 @@ def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int, str
         kept.append(code)
     splits = np.frombuffer(bytes(kept), dtype=np.uint8)
     train = splits == 0
-    return {"splits": splits, "too_long": too_long, "pairs": len(codes),
+    return {"splits": splits, "too_long": too_long, "pairs": len(codes), "spellings": count_spellings(cased_train),
             "src": _encode_locally(zh_tokens, train), "trg": _encode_locally(en_tokens, train)}
 
 
@@ -380,13 +396,16 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
         at a time.
     :param inputs: what :func:`describe_inputs` says about the input; without it the manifest
         records a SHA-256 of the pairs as they were read.
-    :param total: the expected number of records, for the progress bar.
+    :param total: the expected number of records, for the progress bar and for the caps
+        ``cfg.valid_max`` / ``cfg.test_max`` (without it the fractions apply uncapped).
     """
     out = Path(out)
     _replaceable(out)
     settings = cache_settings(cfg)
     mode = zh_mode(cfg.zh_tokens)
-    split_of(0, cfg.seed, cfg.valid_frac, cfg.test_frac)  # check the fractions before any work
+    # the fractions, checked before any work and capped by valid_max / test_max of ``total``
+    fractions = held_out_fractions(total, cfg.valid_frac, cfg.test_frac, cfg.valid_max,
+                                   cfg.test_max)
     Vocab.build([], cfg.min_freq, cfg.max_size)  # and the vocabulary settings
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -394,7 +413,7 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
     try:
         records = pairs.numbered() if isinstance(pairs, CorpusStream) else enumerate(pairs, start=1)
         stream_sha = hashlib.sha256() if inputs is None else None
-        tasks = _tasks(records, cfg, mode, chunk_size, tmp, stream_sha)
+        tasks = _tasks(records, cfg, fractions, mode, chunk_size, tmp, stream_sha)
         chunks = _tokenized_chunks(tasks, workers, mode, cfg.user_dict, start_method)
         try:
             stats = _first_pass(chunks, tmp, progress, total)
@@ -415,6 +434,7 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
             "settings": settings,
             "tokenizers": {name: _package_version(name) for name in ("jieba", "spacy")},
             "workers": workers,
+            "held_out_fractions": {"valid": fractions[0], "test": fractions[1]},
         })
         manifest["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
         _write_json(tmp / "manifest.json", manifest)  # last: a folder without it is not a cache
@@ -426,17 +446,18 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
                             time.perf_counter() - started)
 
 
-def _tasks(records: Iterable[tuple[int, Pair]], cfg: DataConfig, mode: str, chunk_size: int,
-           tmp: Path, stream_sha: Any) -> Iterator[tuple]:
-    """Chunks of pairs for :func:`_tokenize_chunk`, with the split decided here; the raw text of
-    the held-out pairs is written as it goes by."""
+def _tasks(records: Iterable[tuple[int, Pair]], cfg: DataConfig, fractions: tuple[float, float],
+           mode: str, chunk_size: int, tmp: Path, stream_sha: Any) -> Iterator[tuple]:
+    """Chunks of pairs for :func:`_tokenize_chunk`, with the split decided here (by
+    ``fractions``: validation, test); the raw text of the held-out pairs is written as it goes
+    by."""
     codes = {"train": 0, "valid": 1, "test": 2}
     raw = {(split, lang): (tmp / f"{split}.{lang}").open("w", encoding="utf-8", newline="\n")
            for split in HELD_OUT for lang in ("zh", "en")}
     try:
         chunk_codes, zh_list, en_list = bytearray(), [], []
         for number, (zh, en) in records:
-            split = split_of(number, cfg.seed, cfg.valid_frac, cfg.test_frac)
+            split = split_of(number, cfg.seed, *fractions)
             if stream_sha is not None:
                 stream_sha.update(f"{zh}\t{en}\n".encode())
             if split != "train":
@@ -466,6 +487,7 @@ def _first_pass(results: Iterator[dict[str, Any]], tmp: Path, progress: bool,
     files = {(split, side, kind): (work / f"{split}.{side}.{kind}").open("wb")
              for split in SPLITS for side in SIDES for kind in ("ids", "lens")}
     counts = {"pairs": 0, "too_long": 0}
+    spellings: Counter[str] = Counter()
     # a bar on a terminal (and in a notebook) only: a redirected log gets no carriage returns
     bar = tqdm(total=total, unit=" pairs", unit_scale=True, desc="tokenizing",
                disable=None if progress else True, smoothing=0.1)
@@ -481,6 +503,7 @@ def _first_pass(results: Iterator[dict[str, Any]], tmp: Path, progress: bool,
                     files[split, side, "lens"].write(lens[splits == code].astype(np.int32).tobytes())
             counts["pairs"] += result["pairs"]
             counts["too_long"] += result["too_long"]
+            spellings.update(result["spellings"])
             bar.update(result["pairs"])
         bar.total = bar.n  # records the loaders dropped never reach the bar
         bar.refresh()
@@ -488,7 +511,7 @@ def _first_pass(results: Iterator[dict[str, Any]], tmp: Path, progress: bool,
         bar.close()
         for fh in files.values():
             fh.close()
-    return {**counts, "tables": tables}
+    return {**counts, "tables": tables, "spellings": spellings}
 
 
 def _second_pass(tmp: Path, stats: dict[str, Any], cfg: DataConfig) -> dict[str, Any]:
@@ -512,6 +535,8 @@ def _second_pass(tmp: Path, stats: dict[str, Any], cfg: DataConfig) -> dict[str,
             n_pairs[split] = len(lens)
             n_tokens.setdefault(split, {})[side] = int(offsets[-1])
     shutil.rmtree(work)
+    if cfg.lowercase:  # the usual spellings of the training targets, as prepare_data learns them
+        _write_json(tmp / TRUECASE_FILE, TrueCaser.from_counts(stats["spellings"]).to_dict())
     return {"splits": n_pairs, "tokens": n_tokens, "too_long": stats["too_long"],
             "vocab": {side: len(vocabs[side]) for side in SIDES}, "id_dtype": np.dtype(dtype).name}
 
@@ -567,7 +592,7 @@ class CachedData:
     train: CachedDataset
     valid: CachedDataset
     test: CachedDataset
-    # the cache keeps lower-cased ids only, so outputs are not truecased (first letter only)
+    # the usual spellings of the training targets (a lower-cased cache), from truecase.json
     truecaser: TrueCaser | None = None
 
     @property
@@ -620,4 +645,8 @@ def load_cache(folder: str | Path, max_tokens: int | None = None, num_workers: i
     trg_vocab = Vocab.load(folder / "trg_vocab.json")
     train = CachedDataset(folder, "train", src_vocab.pad_id, max_tokens, num_workers)
     held_out = {split: CachedDataset(folder, split, src_vocab.pad_id) for split in HELD_OUT}
-    return CachedData(folder, manifest, src_vocab, trg_vocab, train, **held_out)
+    truecaser = None
+    if (folder / TRUECASE_FILE).is_file():
+        truecaser = TrueCaser(json.loads((folder / TRUECASE_FILE).read_text(encoding="utf-8")))
+    return CachedData(folder, manifest, src_vocab, trg_vocab, train, **held_out,
+                      truecaser=truecaser)

@@ -193,7 +193,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raw["info"] = CheckpointInfo(
             src_vocab=Vocab(raw["src_vocab"]),
             trg_vocab=Vocab(raw["trg_vocab"]),
-            data_cfg=from_dict(DataConfig, raw["data_cfg"]),
+            # a checkpoint from before valid_max / test_max held out its fractions uncapped
+            data_cfg=from_dict(DataConfig, {"valid_max": None, "test_max": None,
+                                            **raw["data_cfg"]}),
             model_cfg=from_dict(ModelConfig, raw["model_cfg"]),
             truecaser=TrueCaser(raw["truecaser"]) if "truecaser" in raw else None,
         )

@@ -79,6 +79,11 @@ class DataConfig:
               "its settings replace the data settings", metavar="DIR")
     cache_hash: str | None = setting(None, "that cache's manifest hash, so evaluation can check it",
                                      flag=None)
+    # a large corpus holds out about this many pairs, not its fractions (10M pairs at 5 %: 500k)
+    valid_max: int | None = setting(5_000, "hold out at most about N pairs for validation (a "
+                                           "smaller corpus keeps --valid-frac)", metavar="N")
+    test_max: int | None = setting(5_000, "hold out at most about N pairs for testing (a "
+                                          "smaller corpus keeps --test-frac)", metavar="N")
 
     def __post_init__(self) -> None:
         _check(self.min_freq >= 1, "min_freq", "must be at least 1", self.min_freq)
@@ -89,6 +94,9 @@ class DataConfig:
         check_fractions(self.valid_frac, self.test_frac)
         _check(self.zh_tokens in ("word", "char"), "zh_tokens", "must be word or char",
                self.zh_tokens)
+        for name in ("valid_max", "test_max"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, name, "must be at least 1 (or None: no cap)", value)
 
 
 @dataclass
@@ -169,6 +177,13 @@ class TrainConfig:
               "preprocessed cache only)", metavar="N")
     loader_workers: int = setting(
         0, "DataLoader processes that prefetch batches (a preprocessed cache only)", metavar="N")
+    accumulate: int = setting(
+        1, "gradient accumulation: one optimizer step per K batches (per process), the loss "
+           "averaged over all their tokens: a K times larger batch in the same memory",
+        metavar="K")
+    sync_every: int = setting(
+        25, "several processes: agree on the training loss and on stop requests every N steps "
+            "(one collective; a Stop or Ctrl-C ends all of them at that step)", metavar="N")
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
@@ -197,6 +212,10 @@ class TrainConfig:
                "must be positive", self.max_minutes)
         _check(self.max_tokens is None or self.max_tokens >= 1, "max_tokens",
                "must be at least 1", self.max_tokens)
+        _check(self.loader_workers >= 0, "loader_workers", "must be 0 or more",
+               self.loader_workers)
+        _check(self.accumulate >= 1, "accumulate", "must be at least 1", self.accumulate)
+        _check(self.sync_every >= 1, "sync_every", "must be at least 1", self.sync_every)
 
     @property
     def best_by(self) -> Literal["loss", "bleu"]:
@@ -204,8 +223,6 @@ class TrainConfig:
         if self.best_metric == "auto":
             return "bleu" if self.valid_bleu_sample > 0 else "loss"
         return self.best_metric
-        _check(self.loader_workers >= 0, "loader_workers", "must be 0 or more",
-               self.loader_workers)
 
 
 def demo_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:

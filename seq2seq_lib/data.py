@@ -107,15 +107,35 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     return _collect(stream_corpus(cfg))
 
 
+def held_out_fractions(n_pairs: int | None, valid_frac: float, test_frac: float,
+                       valid_max: int | None = None, test_max: int | None = None
+                       ) -> tuple[float, float]:
+    """The (validation, test) fractions a split of ``n_pairs`` uses: each the configured one,
+    lowered where it would hold out more than ``valid_max`` / ``test_max`` pairs, so that
+    validation and the final test stay minutes at millions of pairs; a small corpus keeps its
+    fractions. ``n_pairs`` None (not known): the fractions as they are."""
+    check_fractions(valid_frac, test_frac)
+    if not n_pairs:
+        return valid_frac, test_frac
+    return tuple(frac if cap is None else min(frac, cap / n_pairs)  # type: ignore[return-value]
+                 for frac, cap in ((valid_frac, valid_max), (test_frac, test_max)))
+
+
 def split_pairs(
-    pairs: list[Pair], valid_frac: float = 0.05, test_frac: float = 0.05, seed: int = 0
+    pairs: list[Pair], valid_frac: float = 0.05, test_frac: float = 0.05, seed: int = 0,
+    valid_max: int | None = None, test_max: int | None = None,
 ) -> Splits:
-    """Shuffle with ``seed`` and cut into train / valid / test; the same seed gives the same split."""
+    """Shuffle with ``seed`` and cut into train / valid / test; the same seed gives the same split.
+
+    :param valid_max: / :param test_max: hold out at most this many pairs (None: no cap).
+    """
     check_fractions(valid_frac, test_frac)
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
     n_test = round(len(pairs) * test_frac)
     n_valid = round(len(pairs) * valid_frac)
+    n_test = n_test if test_max is None else min(n_test, test_max)
+    n_valid = n_valid if valid_max is None else min(n_valid, valid_max)
     test = [pairs[i] for i in order[:n_test]]
     valid = [pairs[i] for i in order[n_test : n_test + n_valid]]
     train = [pairs[i] for i in order[n_test + n_valid :]]

@@ -70,7 +70,7 @@ def prepare_data(cfg: DataConfig, corpus: Corpus | None = None,
         load_user_dict(cfg.user_dict)
     corpus = corpus if corpus is not None else load_corpus(cfg)
     pairs = sample_pairs(corpus.pairs, cfg.limit, cfg.seed)
-    splits = split_pairs(pairs, cfg.valid_frac, cfg.test_frac, cfg.seed)
+    splits = split_pairs(pairs, cfg.valid_frac, cfg.test_frac, cfg.seed, cfg.valid_max, cfg.test_max)
     check_held_out(cfg, len(pairs), len(splits.valid), len(splits.test))
     # the training targets are tokenized with their case once: the truecaser learns from it
     zh_train, en_cased = tokenize_pairs(splits.train, lowercase=False, zh_tokens=cfg.zh_tokens,

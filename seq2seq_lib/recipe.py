@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from .batching import collate, make_loader
+from .batching import make_loader, sorted_loader
 from .builders import build_model
 from .checkpoint import CheckpointInfo
 from .config import DataConfig, ModelConfig, TrainConfig
-from .device import PrecisionChoice
+from .device import PrecisionChoice, choose_device
 from .metrics import corpus_bleu
 from .models import Seq2Seq
 from .parallel import SINGLE, DistContext
@@ -40,24 +39,22 @@ def new_model(data: PreparedData, model_cfg: ModelConfig, seed: int = 0) -> Seq2
                        pad_id=data.src_vocab.pad_id)
 
 
-def make_loaders(data: PreparedData, train_cfg: TrainConfig,
-                 dist: DistContext = SINGLE) -> tuple[DataLoader, DataLoader]:
-    """The training loader (length buckets, reshuffled every epoch) and the validation loader.
+def make_loaders(data: PreparedData, train_cfg: TrainConfig, dist: DistContext = SINGLE,
+                 pin_memory: bool = False) -> tuple[DataLoader, DataLoader]:
+    """The training loader (length buckets, reshuffled every epoch) and the validation loader
+    (sorted by length: fixed, and hardly any padding).
 
-    With several processes each gets its share: every ``world_size``-th bucket of the training
-    order (the same number of batches for all) and every ``world_size``-th validation pair.
+    With several processes each gets its share: its part of every step's batches (the same
+    number for all; see :class:`~seq2seq_lib.batching.BucketBatchSampler`) and every
+    ``world_size``-th validation pair. ``pin_memory``: for a CUDA device.
     """
     train_loader = make_loader(data.train, train_cfg.batch_size, bucket=train_cfg.bucket,
-                               seed=train_cfg.seed, num_replicas=dist.world_size, rank=dist.rank)
-    if not dist.enabled:
-        return train_loader, make_loader(data.valid, VALID_BATCH_SIZE, bucket=False,
-                                         shuffle=False)
-    share = Subset(data.valid, range(dist.rank, len(data.valid), dist.world_size))
-    # a generator of its own: iterating draws no number from torch's global one (dropout's),
-    # so validating changes nothing in training, and a mid-epoch resume stays exact
-    gen = torch.Generator().manual_seed(train_cfg.seed)
-    return train_loader, DataLoader(share, VALID_BATCH_SIZE, shuffle=False, generator=gen,
-                                    collate_fn=partial(collate, pad_id=data.valid.pad_id))
+                               seed=train_cfg.seed, num_replicas=dist.world_size, rank=dist.rank,
+                               accumulate=train_cfg.accumulate, pin_memory=pin_memory)
+    # iterating it draws no number from torch's global generator (dropout's), so validating
+    # changes nothing in training, and a mid-epoch resume stays exact
+    return train_loader, sorted_loader(data.valid, VALID_BATCH_SIZE, dist.world_size, dist.rank,
+                                       pin_memory)
 
 
 class GreedyBleu:
@@ -124,7 +121,9 @@ def train_model(data: PreparedData, data_cfg: DataConfig, model_cfg: ModelConfig
         written where ``train_cfg`` says.
     """
     model = new_model(data, model_cfg, train_cfg.seed)
-    train_loader, valid_loader = make_loaders(data, train_cfg, dist)
+    device = fit_kwargs.get("device") or choose_device(train_cfg.device, verbose=False)
+    fit_kwargs["device"] = device
+    train_loader, valid_loader = make_loaders(data, train_cfg, dist, device.type == "cuda")
     info = CheckpointInfo(data.src_vocab, data.trg_vocab, data_cfg, model_cfg, data.truecaser)
     if train_cfg.valid_bleu_sample and fit_kwargs.get("valid_bleu") is None:
         fit_kwargs["valid_bleu"] = GreedyBleu.from_data(data, train_cfg.valid_bleu_sample,

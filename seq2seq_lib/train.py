@@ -51,7 +51,7 @@ def batch_loss(model: nn.Module, batch: Batch, teacher_forcing_ratio: float = 1.
     mask = target != pad_id
     logits = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio,
                    pad_id=pad_id)  # [n_tokens, trg_vocab]
-    return nn.functional.cross_entropy(logits.float(), target[mask]), int(mask.sum())
+    return nn.functional.cross_entropy(logits.float(), target[mask]), batch.loss_tokens(pad_id)
 
 
 class RunningSum:

@@ -9,7 +9,7 @@ capitalising the first word gives "Talk to Mary on Sunday".
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 # after these tokens the next word starts a sentence (or a quotation), so its case says nothing
 _SENTENCE_START_AFTER = {".", "!", "?", '"', "“", ":", "…", "..."}
@@ -31,15 +31,17 @@ class TrueCaser:
         :param sentences: cased token lists (e.g. the English training side before lower-casing).
         Ties go to the lower-case spelling, then to the alphabetically first.
         """
-        counts: dict[str, Counter[str]] = defaultdict(Counter)
-        for tokens in sentences:
-            prev = None
-            for tok in tokens:
-                if prev is not None and prev not in _SENTENCE_START_AFTER:
-                    counts[tok.lower()][tok] += 1
-                prev = tok
+        return cls.from_counts(count_spellings(sentences))
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int]) -> TrueCaser:
+        """The table from :func:`count_spellings`' counts (of one corpus, or several parts of
+        it added up: a preprocessed cache counts each chunk in a worker process)."""
+        by_word: dict[str, dict[str, int]] = defaultdict(dict)
+        for spelling, n in counts.items():
+            by_word[spelling.lower()][spelling] = n
         forms = {}
-        for lower, spellings in counts.items():
+        for lower, spellings in by_word.items():
             best = min(spellings.items(), key=lambda kv: (-kv[1], kv[0] != lower, kv[0]))[0]
             if best != lower:
                 forms[lower] = best
@@ -58,3 +60,13 @@ class TrueCaser:
 
     def __repr__(self) -> str:
         return f"TrueCaser({len(self)} words, e.g. {list(self.forms.values())[:5]})"
+
+
+def count_spellings(sentences: Iterable[Sequence[str]]) -> Counter[str]:
+    """How often each spelling appears inside a sentence (not at its start, where the case is
+    the sentence's), over cased token lists."""
+    counts: Counter[str] = Counter()
+    for tokens in sentences:
+        counts.update(tok for prev, tok in zip(tokens, tokens[1:])
+                      if prev not in _SENTENCE_START_AFTER)
+    return counts

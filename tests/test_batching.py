@@ -53,8 +53,9 @@ def test_buckets_sort_by_target_length_first(tiny_data):
 
 
 def test_shards_of_the_buckets_have_equal_counts_and_cover_every_example():
-    """Each of 3 processes gets every 3rd batch of the same order; the order is filled up
-    with its own first batches, so the counts agree and no process waits at the last step."""
+    """Each of 3 processes gets its part of every step: step k joins batches 3k, 3k+1, 3k+2
+    of the one global order; the last step is filled up with the epoch's first batches, so
+    the counts agree and no process waits at the last step."""
     lengths = [i % 13 + 1 for i in range(250)]  # 8 batches of 32: not a multiple of 3
     whole = list(BucketBatchSampler(lengths, 32, seed=4))
     shards = [BucketBatchSampler(lengths, 32, seed=4, num_replicas=3, rank=r) for r in range(3)]
@@ -69,12 +70,17 @@ def test_shards_of_the_buckets_have_equal_counts_and_cover_every_example():
 
 
 def test_set_epoch_with_a_start_skips_the_batches_already_seen():
+    """``start`` counts batches of the global order: 2 processes started at batch 4 take
+    batches 4 and 5 in their first step, whatever the number of processes before."""
     lengths = [i % 9 + 1 for i in range(100)]
+    whole = BucketBatchSampler(lengths, 8, seed=2)
+    whole.set_epoch(3)
+    order = list(whole)  # 13 batches
     s = BucketBatchSampler(lengths, 8, seed=2, num_replicas=2, rank=1)
-    s.set_epoch(3)
-    full = list(s)
     s.set_epoch(3, start=4)
-    assert list(s) == full[4:] and len(s) == len(full) == 7
+    assert list(s) == [order[i % 13] for i in (5, 7, 9, 11, 13)] and len(s) == 5
+    s.set_epoch(3, start=13)
+    assert list(s) == [] and len(s) == 0
 
 
 def test_a_plain_loader_cannot_be_shared_by_several_processes(tiny_data):
@@ -98,6 +104,6 @@ def test_the_token_sampler_also_starts_an_epoch_at_a_given_batch():
         s.set_epoch(3)
         full = list(s)
         s.set_epoch(3, start=4)
-        assert list(s) == full[4:] and len(s) == len(full)
+        assert list(s) == full[4:] and len(s) == len(full) - 4 == s.n_batches() - 4
         s.set_epoch(3)
         assert list(s) == full

@@ -20,6 +20,7 @@ from seq2seq_lib.batching import (
     CachedDataset,
     TokenBucketSampler,
     TranslationDataset,
+    collate,
     length_arrays,
     make_loader,
 )
@@ -194,6 +195,20 @@ def test_cache_ids_equal_the_in_memory_pipeline(hsk_cfg, hsk_cache):
             assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
             assert got[0].dtype == want[0].dtype == torch.int64
     assert result.manifest["id_dtype"] == "uint16" and result.manifest["dropped"]["empty pairs"] == 1
+
+
+def test_a_cache_keeps_the_truecaser_of_the_in_memory_pipeline(hsk_cfg, hsk_cache, tmp_path):
+    """A model trained on a cache restores "Mary" and "Beijing" as one trained in memory does
+    (it used to capitalise the first letter only: the cache kept no truecaser)."""
+    _, data = hsk_cache
+    numbered = list(stream_parallel(hsk_cfg.src_path, hsk_cfg.trg_path).numbered())
+    train = [p for n, p in numbered if split_of(n, hsk_cfg.seed, 0.1, 0.1) == "train"]
+    memory = prepare_data(replace(hsk_cfg, valid_frac=0.0, test_frac=0.0), Corpus(train, "x"))
+    assert data.truecaser is not None and len(data.truecaser) > 10
+    assert data.truecaser.forms == memory.truecaser.forms
+    cased = preprocess(replace(hsk_cfg, lowercase=False), tmp_path / "cased", workers=1,
+                       progress=False)
+    assert load_cache(cased.path).truecaser is None  # it learned the case itself
 
 
 def test_char_tokens_match_too(tiny_data, tmp_path):
@@ -442,3 +457,16 @@ def test_cli_ctrl_c_is_a_clean_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cache_mod, "preprocess", interrupted)
     assert main(["preprocess", "--data", "hsk", "--out", str(tmp_path / "c")]) == 2
     assert "interrupted: nothing was written" in capsys.readouterr().err
+
+
+def test_a_cache_pads_whole_batches_with_numpy(hsk_cache):
+    _, data = hsk_cache
+    indices = [5, 0, len(data.train) - 1, 17, -2]
+    padded = data.train.__getitems__(indices)
+    one_by_one = collate([data.train[i] for i in indices])
+    for name in ("src", "src_lens", "trg", "n_tokens"):
+        a, b = getattr(padded, name), getattr(one_by_one, name)
+        assert (torch.equal(a, b) if torch.is_tensor(a) else a == b), name
+    assert padded.src.dtype == torch.int64 and padded.src.is_contiguous()
+    with pytest.raises(IndexError):
+        data.train.__getitems__([len(data.train)])

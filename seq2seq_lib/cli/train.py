@@ -174,10 +174,7 @@ def open_data(p: Plan, ctx: Any) -> Any:
         data = prepare_data(p.data_cfg, vocabs=p.vocabs)
         print(data.summary(), f"\n(tokenized in {time.perf_counter() - t0:.1f} s)")
         return data
-    if ctx.enabled:
-        raise ValueError("--data-dir does not share its batches among torchrun processes "
-                         "yet: train from a cache in one process")
-    data = _open_cache(p)
+    data = _open_cache(p)  # every process maps the same files and reads only its batches
     print(data.summary(), f"\n(opened in {time.perf_counter() - t0:.1f} s)")
     return data
 
@@ -251,9 +248,11 @@ def _train_and_report(args: argparse.Namespace, p: Plan, ctx: Any, device: Any) 
     if args.resume:
         print(f"resuming {args.resume}: its vocabularies, data and model settings; writing "
               f"{p.train_cfg.checkpoint_path}")
-    if ctx.enabled:
-        print(f"{ctx.world_size} processes (torchrun), {p.train_cfg.batch_size} sentences per "
-              f"batch in each: {ctx.world_size * p.train_cfg.batch_size} per step")
+    cfg = p.train_cfg
+    per_batch = f"{cfg.max_tokens} tokens" if cfg.max_tokens else f"{cfg.batch_size} sentences"
+    if ctx.enabled or cfg.accumulate > 1:
+        print(f"{ctx.world_size} process(es) (torchrun) x {cfg.accumulate} batch(es) of "
+              f"{per_batch} each: {ctx.world_size * cfg.accumulate} batches per step")
     data = open_data(p, ctx)
     vocabularies = ctx.gather((data.src_vocab.itos, data.trg_vocab.itos))
     if any(v != vocabularies[0] for v in vocabularies):

@@ -10,11 +10,14 @@
 :mod:`~seq2seq_lib.trainer.state` holds what a resumed run needs besides weights and optimizer
 (:class:`TrainState`, the random-number generators).
 
-With several processes (``torchrun``, see :mod:`seq2seq_lib.parallel`) every step sums the
-token count and the stop requests over the processes, so the loss is the mean over all tokens of
-the step and a Stop, a time budget or Ctrl-C on one process ends all of them at the same step;
-validation sums (loss × tokens, tokens) over the processes; only the main process prints,
-calls the callbacks and writes files.
+With several processes (``torchrun``, see :mod:`seq2seq_lib.parallel`) a step takes one
+global batch of the sampler's order, split among them; every process knows the step's token
+count over all of them from the sampler (no collective), so the loss is the mean over all
+tokens of the step. Every ``sync_every`` steps one collective sums the training loss and the
+stop requests, so a Stop, a time budget or Ctrl-C on one process ends all of them at the same
+step; validation sums (loss × tokens, tokens) over the processes; only the main process prints,
+calls the callbacks and writes files. ``accumulate`` micro-batches per process make a step
+(DDP's gradient all-reduce runs on the last one only).
 """
 
 from .keeper import CheckpointKeeper, Snapshot

@@ -9,6 +9,7 @@ end it (see the package doc).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -38,11 +39,10 @@ from ..train import (
     batch_loss,
     evaluate_loss,
 )
-from ..vocab import Vocab
 from .keeper import CheckpointKeeper, Snapshot, legacy_state
-from .order import EpochOrder, check_loaders
+from .order import POSITION_VERSION, EpochOrder, check_loaders
 from .state import TrainState, rng_state
-from .stopping import StopSignals
+from .stopping import STOP_REQUESTS, StopSignals
 from .update import Updater
 
 Hook = Callable[["Trainer"], "bool | None"]
@@ -73,11 +73,12 @@ class FitResult:
     last_checkpoint: Path | None = None
 
 
-def progress_bar(batches: Iterator[Any], total: int, state: TrainState, show: bool) -> tqdm:
-    """The epoch's bar, drawn on a terminal (or in a notebook) only, never into a log file
-    (tqdm's ``disable=None``), so a redirected run prints no carriage returns."""
-    return tqdm(batches, total=total, initial=state.batch, desc=f"epoch {state.epoch}",
-                leave=False, unit="batch", disable=None if show else True)
+def progress_bar(steps: Iterator[Any], total: int, epoch: int, show: bool) -> tqdm:
+    """The bar of the epoch's steps still to take, drawn on a terminal (or in a notebook) only,
+    never into a log file (tqdm's ``disable=None``), so a redirected run prints no carriage
+    returns."""
+    return tqdm(steps, total=total, desc=f"epoch {epoch}", leave=False, unit="step",
+                disable=None if show else True)
 
 
 class Trainer:
@@ -111,7 +112,7 @@ class Trainer:
         model.to(self.device)
         self.keeper = CheckpointKeeper(cfg, info, dist.is_main)
         self.stops = StopSignals(cfg, dist, stop)
-        self.order = EpochOrder(train_loader, cfg.seed, dist, self.device)
+        self.order = EpochOrder(train_loader, cfg.seed, dist, self.device, cfg.accumulate)
         self.updater = Updater(model, cfg, self.device, self.precision, loss_fn)
         self.optimizer, self.scaler = self.updater.optimizer, self.updater.scaler
         self.state = TrainState()
@@ -139,7 +140,8 @@ class Trainer:
         and tensors). Collects every process's RNG state, so all processes must call it."""
         scheduler = self.updater.scheduler
         return {**self.state.to_dict(), "best_metric": self.cfg.best_by,
-                "batches_per_epoch": len(self.train_loader), "world_size": self.dist.world_size,
+                "batches_per_epoch": self.order.n_batches(self.state.epoch),
+                "position": POSITION_VERSION, "world_size": self.dist.world_size,
                 "scheduler": scheduler.state_dict() if scheduler else None,
                 "rng": self.dist.gather(rng_state(self.device))}
 
@@ -198,24 +200,26 @@ class Trainer:
                          steps=st.step, last_checkpoint=self.keeper.last_checkpoint())
 
     def _train_epoch(self, step_model: nn.Module) -> str | None:
-        """The rest of epoch ``state.epoch``; returns why training must stop, or None."""
+        """The rest of epoch ``state.epoch``; returns why training must stop, or None.
+
+        Alone, the stop requests are looked at after every step. Several processes agree on
+        them (and on the training loss) every ``cfg.sync_every`` steps and at the epoch's end,
+        in one collective: no step waits for the others but DDP's gradient all-reduce."""
         cfg, st = self.cfg, self.state
         self.model.train()
-        batches = self.order.batches(st.epoch, st.batch)
-        n_batches = len(self.train_loader)
-        with progress_bar(batches, n_batches, st, self.progress and self.is_main) as bar:
-            for batch in bar:
-                share = None
-                if self.dist.enabled:  # the step's token count and stop requests, summed
-                    n_local = int((batch.trg[1:] != Vocab.pad_id).sum())
-                    n_global, reason = self.stops.agreed(n_local)
-                    if reason:
-                        return self._stop(reason)
-                    share = n_local * self.dist.world_size / n_global
-                self._running.add(*self.updater.step(step_model, batch.to(self.device), share))
-                st.batch, st.step = st.batch + 1, st.step + 1
+        n_batches = self.order.n_batches(st.epoch)
+        steps = self.order.steps(st.epoch, st.batch)
+        total = self.order.n_steps(st.epoch, st.batch)
+        with progress_bar(steps, total, st.epoch, self.progress and self.is_main) as bar:
+            for done, (micro, n_tokens) in enumerate(bar, start=1):
+                self._step(step_model, micro, n_tokens)
+                st.batch, st.step = min(st.batch + self.order.group, n_batches), st.step + 1
                 self._segment_steps += 1
-                if st.batch % 25 == 0 or st.batch == n_batches:
+                last = done == total
+                if self.dist.enabled:
+                    if (st.step % cfg.sync_every == 0 or last) and (reason := self._agree(bar)):
+                        return self._stop(reason)
+                elif done % 25 == 0 or last:
                     bar.set_postfix(loss=f"{self._train_loss():.3f}")  # one sync per 25 steps
                 self._trigger("on_step")
                 if cfg.valid_every and st.step % cfg.valid_every == 0 and st.batch < n_batches:
@@ -226,6 +230,41 @@ class Trainer:
         if self._segment_steps and (reason := self._validate()):
             return reason
         return self.stops.agreed()[1]
+
+    def _step(self, step_model: nn.Module, micro: list[Any], n_tokens: int) -> None:
+        """One optimizer step on this process's micro-batches; ``n_tokens``: the step's target
+        tokens over all processes. Each micro-batch's mean loss is weighted by its share of
+        them (times the process count: DDP averages), so the step's loss is the mean over all
+        its tokens; DDP's all-reduce waits for the last micro-batch (``no_sync`` before it)."""
+        world = self.dist.world_size
+        self.updater.zero_grad()
+        for m, batch in enumerate(micro):
+            weight = None
+            if world > 1 or len(micro) > 1:
+                weight = batch.loss_tokens() * world / max(n_tokens, 1)
+            final = m == len(micro) - 1
+            sync = (step_model.no_sync() if isinstance(step_model, DistributedDataParallel)
+                    and not final else contextlib.nullcontext())
+            with sync:
+                self._running.add(*self.updater.backward(step_model, batch.to(self.device),
+                                                          weight))
+        self.updater.apply()
+
+    def _agree(self, bar: tqdm) -> str | None:
+        """Several processes: one collective sums the training loss since the last read and
+        every process's stop requests; returns the request all of them act on."""
+        reason = None
+
+        def with_flags(values: list[float]) -> list[float]:
+            nonlocal reason
+            total = self.dist.sum([*values, *self.stops.flags()])
+            reason = next((r for r, f in zip(STOP_REQUESTS, total[2:]) if f > 0), None)
+            return total[:2]
+
+        mean = self._running.read(with_flags)
+        self.stops.check_loss(mean, self.state.epoch, self.state.batch)
+        bar.set_postfix(loss=f"{mean:.3f}")
+        return reason
 
     def _train_loss(self) -> float:
         """The training loss since the last validation (NaN stops training)."""
@@ -257,7 +296,7 @@ class Trainer:
         self.updater.schedule(metric)
         self._save(best=better)
         self._trigger("on_validation")
-        if st.batch == len(self.train_loader):
+        if st.batch >= self.order.n_batches(st.epoch):
             self._trigger("on_epoch")
         self._new_segment()
         return "early-stopping" if self.stops.patience_used_up(st.bad_validations) else None
@@ -271,7 +310,7 @@ class Trainer:
                                    self._reduce)
         record: EpochRecord = {
             "epoch": st.epoch, "step": st.step,
-            "progress": st.epoch - 1 + st.batch / max(len(self.train_loader), 1),
+            "progress": st.epoch - 1 + st.batch / max(self.order.n_batches(st.epoch), 1),
             "train_loss": train_loss, "valid_loss": valid_loss,
             "train_ppl": perplexity(train_loss), "valid_ppl": perplexity(valid_loss),
             "seconds": seconds,

@@ -1,6 +1,6 @@
 """Which batches an epoch trains on, in which order, with which random numbers: the same every
 run, and after a resume exactly as when the run stopped, without reading the batches already
-trained on."""
+trained on, also with another number of processes."""
 
 from __future__ import annotations
 
@@ -11,46 +11,82 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from ..batching import Batch
 from ..parallel import DistContext
 from ..train import set_seed
 from .state import TrainState, set_rng_state
 
+# what a checkpoint's ``batch`` counts: 2 = batches of the sampler's global order (any number
+# of processes); older checkpoints counted one process's batches of another order
+POSITION_VERSION = 2
+Step = tuple[list[Batch], int]  # (this process's micro-batches, target tokens over all processes)
+
 
 class EpochOrder:
-    """The training loader's epochs.
+    """The training loader's epochs, as optimizer steps.
 
-    A batch sampler with ``set_epoch(epoch, start)`` (both of :mod:`seq2seq_lib.batching`'s)
-    gets each epoch's own order and starts it at batch ``start``; any other loader is read from
-    its beginning and the batches before ``start`` are skipped.
+    A :class:`~seq2seq_lib.batching.BucketBatchSampler` gives each epoch its global order of
+    batches; a step takes ``world_size × accumulate`` of them (this process's ``accumulate``
+    micro-batches) and its token count over all processes comes from the sampler, with no
+    collective. ``TrainState.batch`` counts the global batches of the epoch trained on.
+
+    Any other loader (one process only) is read from its beginning, the batches before
+    ``start`` skipped (or, for a batch sampler with ``set_epoch(epoch, start)``, started there),
+    and ``accumulate`` consecutive batches make a step.
 
     :param seed: the run's seed; every epoch and every process gets its own from it.
     """
 
-    def __init__(self, loader: DataLoader, seed: int, dist: DistContext, device: torch.device):
+    def __init__(self, loader: DataLoader, seed: int, dist: DistContext, device: torch.device,
+                 accumulate: int = 1):
         self.loader, self.seed, self.dist, self.device = loader, seed, dist, device
+        self.accumulate = accumulate
+        sampler = getattr(loader, "batch_sampler", None)
+        self.sampler = sampler if hasattr(sampler, "step_tokens") else None
+        if self.sampler is not None and self.sampler.group != dist.world_size * accumulate:
+            raise ValueError(
+                f"the training loader's sampler makes steps of {self.sampler.group} batches, "
+                f"but {dist.world_size} process(es) x accumulate {accumulate} need "
+                f"{dist.world_size * accumulate}: build it with make_loader(..., num_replicas=, "
+                "rank=, accumulate=)")
+        if self.sampler is None and dist.enabled:
+            raise ValueError("several processes need the length buckets of make_loader(..., "
+                             "num_replicas=, rank=): they give every process its share of each step")
         self.rng_to_restore: dict[str, Any] | None = None  # a mid-epoch resume's generators
+        self._counted: tuple[int, int] | None = None
+
+    @property
+    def group(self) -> int:
+        """Global batches one step takes."""
+        return self.dist.world_size * self.accumulate
 
     def n_batches(self, epoch: int) -> int:
-        """Batches in ``epoch`` (a token budget gives every epoch its own count)."""
-        self._position(epoch, 0)
-        return len(self.loader)
+        """Batches in ``epoch``'s global order (a token budget gives every epoch its own)."""
+        if self._counted is None or self._counted[0] != epoch:
+            self._counted = (epoch, self._count(epoch))
+        return self._counted[1]
 
-    def _position(self, epoch: int, start: int) -> int:
-        """Put the sampler at ``epoch``'s batch ``start``; returns the batches still to skip."""
+    def _count(self, epoch: int) -> int:
         sampler = getattr(self.loader, "batch_sampler", None)
         if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch, start=start)
-            return 0
-        return start
+            sampler.set_epoch(epoch, start=0)
+        if self.sampler is not None:
+            return self.sampler.n_batches()
+        return len(self.loader)
+
+    def n_steps(self, epoch: int, start: int) -> int:
+        """Steps from ``epoch``'s global batch ``start`` to its end."""
+        return -(-max(self.n_batches(epoch) - start, 0) // self.group)
 
     def continue_from(self, state: TrainState, saved: dict[str, Any]) -> None:
-        """Where a run resumed from ``saved`` (a ``trainer_state``) goes on: the next batch of
-        its epoch, with the generators as they were, or the next epoch if that one was done or
-        is now cut into other batches (another batch size, another number of processes)."""
+        """Where a run resumed from ``saved`` (a ``trainer_state``) goes on: the next global
+        batch of its epoch (whatever the number of processes then and now), with the
+        generators as they were when the number is the same; or the next epoch if that one
+        was done, or is now cut into other batches (another batch size or budget)."""
         n_saved = saved["batches_per_epoch"]
-        if state.batch >= n_saved or (state.batch and (
-                n_saved != self.n_batches(state.epoch)
-                or saved.get("world_size", 1) != self.dist.world_size)):
+        same_order = (saved.get("position") == POSITION_VERSION
+                      and n_saved == self.n_batches(state.epoch))
+        if state.batch >= n_saved or (state.batch and not same_order):
             state.epoch, state.batch = state.epoch + 1, 0
         rngs = saved.get("rng") or []
         if state.batch and len(rngs) == self.dist.world_size:
@@ -60,8 +96,9 @@ class EpochOrder:
         """The same every run; another one per process (their dropout differs)."""
         return self.seed + epoch + 1_000_003 * self.dist.rank
 
-    def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
-        """``epoch``'s batches from its batch ``start`` on, with the random numbers seeded."""
+    def steps(self, epoch: int, start: int = 0) -> Iterator[Step]:
+        """``epoch``'s steps from its global batch ``start`` on, with the random numbers seeded."""
+        self.n_batches(epoch)
         skip = self._position(epoch, start)
         if not start:
             set_seed(self.epoch_seed(epoch))  # dropout and sampling repeat, also after a resume
@@ -71,7 +108,21 @@ class EpochOrder:
             self.rng_to_restore = None
         elif start:
             set_seed(self.epoch_seed(epoch) + 7919 * start)
-        return itertools.islice(batches, skip, None)
+        batches = itertools.islice(batches, skip, None)
+        if self.sampler is not None:
+            for n_tokens in self.sampler.step_tokens().tolist():
+                yield [next(batches) for _ in range(self.accumulate)], n_tokens
+            return
+        while micro := list(itertools.islice(batches, self.accumulate)):
+            yield micro, sum(b.loss_tokens() for b in micro)  # one process: counted here
+
+    def _position(self, epoch: int, start: int) -> int:
+        """Put the sampler at ``epoch``'s batch ``start``; returns the batches still to skip."""
+        sampler = getattr(self.loader, "batch_sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch, start=start)
+            return 0
+        return start
 
 
 def check_loaders(order: EpochOrder, epoch: int, valid_loader: DataLoader,

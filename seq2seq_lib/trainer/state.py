@@ -17,8 +17,9 @@ from ..train import EpochRecord
 class TrainState:
     """Where training stands (plain numbers: saved in every checkpoint as ``trainer_state``).
 
-    ``batch`` counts the batches of epoch ``epoch`` already trained on: a resumed run continues
-    with the next one. ``best_score`` is the best validation value of ``TrainConfig.best_metric``
+    ``batch`` counts the batches of epoch ``epoch`` already trained on, in the sampler's global
+    order (a step of N processes accumulating K batches each takes N × K of them): a resumed
+    run continues with the next one, whatever its number of processes. ``best_score`` is the best validation value of ``TrainConfig.best_metric``
     (lower loss or higher BLEU); ``bad_validations`` counts the validations since then.
     """
 

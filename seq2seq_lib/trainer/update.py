@@ -40,15 +40,31 @@ class Updater:
         :param token_share: several processes: this process's share of the step's tokens times
             their number. DDP averages the gradients, so each is weighted by its tokens.
         """
+        self.zero_grad()
+        loss, n = self.backward(step_model, batch, token_share)
+        self.apply()
+        return loss, n
+
+    def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, step_model: nn.Module, batch: Any,
+                 weight: float | None = None) -> tuple[torch.Tensor, int]:
+        """Add the gradients of ``batch``'s mean loss times ``weight`` (its share of a step
+        of several micro-batches or processes); returns (mean loss, target tokens)."""
         with autocast(self.device, self.precision):
             loss, n = self.loss_fn(step_model, batch, self.cfg.teacher_forcing_ratio)  # float32
-        scaled = loss * token_share if token_share is not None else loss
+        scaled = loss * weight if weight is not None else loss
         if self.scaler is not None:  # fp16: scale the loss so small gradients do not underflow
             self.scaler.scale(scaled).backward()
-            self.scaler.unscale_(self.optimizer)
         else:
             scaled.backward()
+        return loss, n
+
+    def apply(self) -> None:
+        """Clip the gradients added up since :meth:`zero_grad` and step the optimizer."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         if self.cfg.clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
         if self.scaler is not None:
@@ -56,7 +72,6 @@ class Updater:
             self.scaler.update()
         else:
             self.optimizer.step()
-        return loss, n
 
     def schedule(self, metric: float) -> None:
         """Tell the schedule a validation's metric (it may cut the learning rate)."""

@@ -1,0 +1,276 @@
+"""The scale path: preprocessing novel text, the sampler at 10M examples, training from a cache
+with one and with two processes.
+
+    python bench/bench_scale.py sampler                      # the sampler alone (cheap: NumPy)
+    python bench/bench_scale.py preprocess --sizes 200000 1000000 --workers 1 2
+    python bench/bench_scale.py ddp [--before OLD_TREE]
+    python bench/bench_scale.py all                          # all three (long: a quiet machine)
+
+- ``preprocess``: synthetic *novel* pairs (random Chinese characters and English words drawn
+  from the HSK sentences, so that no sentence repeats), written to aligned files and preprocessed
+  by ``python -m seq2seq_lib preprocess`` with N workers: wall time, pairs/s as the command
+  reports it, peak memory of the process tree (PSS, see ``bench_cache.run_measured``), cache
+  size, and the time from ``load_cache`` to the first training batch.
+- ``sampler``: the epoch-start cost of :class:`~seq2seq_lib.batching.TokenBucketSampler` on
+  synthetic lengths (``--indices``, default 10M): building it, and each epoch's plan plus its
+  step token counts, for a batch size and a token budget, one and two processes (median of 3
+  epochs).
+- ``ddp``: ``--steps`` training steps from a cache of ``--ddp-pairs`` novel pairs (a small
+  model, batches of 64): two gloo
+  processes (``torchrun --nproc_per_node=2``) against one process accumulating 2 batches (the
+  same global batches): target tokens per second, and collectives per step (our own
+  ``all_reduce`` calls, and DDP's gradient-bucket all-reduces counted by a comm hook).
+  ``--before OLD_TREE``: the same for another copy of the library (e.g. ``git archive`` of an
+  earlier commit, on a cache it writes itself), two processes only.
+
+Targets (issue 19): preprocessing memory flat (the largest size within 1.2x of the smallest);
+2 workers at least 1.7x one worker; the sampler's epoch start under 1 s at 10M; one collective
+per step (DDP's) instead of two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_cache import FIRST_BATCH_CACHE, child_result, folder_mib, run_measured  # noqa: E402
+
+# ---------------------------------------------------------------- novel text
+
+
+def alphabets() -> tuple[list[str], list[str]]:
+    """The Chinese characters and the English words of the HSK sentences."""
+    from seq2seq_lib import load_hsk
+
+    pairs = load_hsk().pairs
+    chars = sorted({c for zh, _ in pairs for c in zh if "\u4e00" <= c <= "\u9fff"})
+    words = sorted({w.strip(".,!?\"'").lower() for _, en in pairs for w in en.split()} - {""})
+    return chars, words
+
+
+def write_novel(n: int, folder: Path, seed: int = 0, block: int = 100_000) -> tuple[Path, Path]:
+    """``n`` random pairs (6-24 characters, 4-16 words), streamed to two files a block at a
+    time: memory does not grow with ``n``, and the sentences do not repeat."""
+    chars, words = alphabets()
+    rng = np.random.default_rng(seed)
+    zh_path, en_path = folder / f"novel-{n}.zh", folder / f"novel-{n}.en"
+    punct = np.array(list("。？！"))
+    with zh_path.open("w", encoding="utf-8") as zh, en_path.open("w", encoding="utf-8") as en:
+        for start in range(0, n, block):
+            m = min(block, n - start)
+            zh_lens, en_lens = rng.integers(6, 25, m), rng.integers(4, 17, m)
+            c = np.array(chars)[rng.integers(0, len(chars), int(zh_lens.sum()))]
+            w = np.array(words)[rng.integers(0, len(words), int(en_lens.sum()))]
+            zh_cuts, en_cuts = np.cumsum(zh_lens)[:-1], np.cumsum(en_lens)[:-1]
+            ends = punct[rng.integers(0, 3, m)]
+            zh.write("".join("".join(s) + e + "\n"
+                             for s, e in zip(np.split(c, zh_cuts), ends)))
+            en.write("".join(" ".join(s).capitalize() + ".\n" for s in np.split(w, en_cuts)))
+    return zh_path, en_path
+
+
+def bench_preprocess(sizes: list[int], workers: list[int], work: Path) -> list[dict]:
+    rows = []
+    for n in sizes:
+        src, trg = write_novel(n, work)
+        for w in workers:
+            out = work / f"cache-{n}-{w}"
+            proc, wall, peak, kind = run_measured(
+                [sys.executable, "-m", "seq2seq_lib", "preprocess", "--src", str(src), "--trg",
+                 str(trg), "--out", str(out), "--workers", str(w), "--quiet"])
+            rate = float(re.search(r"\(([\d,]+) pairs/s", proc.stdout).group(1).replace(",", ""))
+            first = child_result(run_measured([sys.executable, "-c", FIRST_BATCH_CACHE,
+                                               str(out)])[0])
+            rows.append({"pairs": n, "workers": w, "pairs_per_s": rate, "wall_s": wall,
+                         "peak_mib": peak, "memory": kind, "cache_mib": folder_mib(out),
+                         "first_batch_s": first["seconds"]})
+            print(f"  preprocess {n:,} novel pairs, {w} worker(s): {rate:,.0f} pairs/s, {wall:.1f} s "
+                  f"wall, peak {kind} {peak:.0f} MiB, cache {folder_mib(out):.1f} MiB, first "
+                  f"batch {first['seconds']:.2f} s", flush=True)
+        for name in (src, trg):
+            name.unlink()
+    return rows
+
+
+# ---------------------------------------------------------------- the sampler
+
+
+def bench_sampler(n: int) -> list[dict]:
+    from seq2seq_lib.batching import TokenBucketSampler
+
+    rng = np.random.default_rng(0)
+    src = np.minimum(rng.poisson(14, n) + 3, 62)  # lengths with <sos>/<eos>, as max_len 60 keeps
+    trg = np.minimum(rng.poisson(16, n) + 3, 62)
+    rows = []
+    for budget in ({"batch_size": 64}, {"max_tokens": 4096}):
+        for world in (1, 2):
+            t0 = time.perf_counter()
+            sampler = TokenBucketSampler(src, trg, seed=0, num_replicas=world, rank=world - 1,
+                                         **budget)
+            build = time.perf_counter() - t0
+            epochs = []
+            for epoch in range(3):
+                t0 = time.perf_counter()
+                sampler.set_epoch(epoch)
+                sampler.step_tokens()
+                next(iter(sampler))
+                epochs.append(time.perf_counter() - t0)
+            name = ", ".join(f"{k}={v}" for k, v in budget.items())
+            rows.append({"indices": n, "budget": name, "processes": world, "build_s": build,
+                         "epoch_start_s": statistics.median(epochs),
+                         "batches": sampler.n_batches()})
+            print(f"  sampler, {n:,} indices, {name}, {world} process(es): built in {build:.2f} s, "
+                  f"epoch start {statistics.median(epochs):.2f} s ({sampler.n_batches():,} "
+                  "batches)", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------- one process against two
+
+DDP_CHILD = r"""
+import json, os, sys
+import torch
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+import seq2seq_lib.trainer.loop as loop
+from seq2seq_lib.cache import load_cache
+from seq2seq_lib.config import ModelConfig, TrainConfig
+from seq2seq_lib.parallel import init_distributed, shutdown_distributed
+from seq2seq_lib.recipe import train_model
+
+cache, steps, accumulate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+counts = {"all_reduce": 0, "ddp_buckets": 0}
+in_hook = False
+real_all_reduce = dist.all_reduce
+def counting_all_reduce(*a, **kw):
+    counts["all_reduce"] += not in_hook  # the library's own, not DDP's
+    return real_all_reduce(*a, **kw)
+dist.all_reduce = counting_all_reduce
+
+def counting_hook(state, bucket):
+    global in_hook
+    counts["ddp_buckets"] += 1
+    in_hook = True
+    try:
+        return allreduce_hook(state, bucket)
+    finally:
+        in_hook = False
+
+class CountingDDP(loop.DistributedDataParallel):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.register_comm_hook(None, counting_hook)
+loop.DistributedDataParallel = CountingDDP
+
+ctx, device = init_distributed("cpu")
+data = load_cache(cache)
+fields = TrainConfig.__dataclass_fields__
+extra = {"accumulate": accumulate} if "accumulate" in fields else {}
+cfg = TrainConfig(epochs=1, batch_size=64, lr=1e-3, device="cpu", precision="fp32", **extra)
+marks, speed = {}, {}
+def on_step(trainer):
+    if trainer.state.step in (5, steps):
+        marks[trainer.state.step] = (dict(counts), __import__("time").perf_counter())
+    return trainer.state.step >= steps
+def on_validation(trainer):
+    speed.update(tokens_per_s=trainer.record["tokens_per_s"])
+model_cfg = ModelConfig(emb_dim=64, hid_dim=128, n_layers=1, dropout=0.0)
+train_model(data, data.data_config(), model_cfg, cfg, dist=ctx, device=device, progress=False,
+            hooks={"on_step": [on_step], "on_validation": [on_validation]})
+if ctx.is_main:
+    (c0, t0), (c1, t1) = marks[5], marks[steps]
+    per = {k: (c1[k] - c0[k]) / (steps - 5) for k in counts}
+    print("BENCH-RESULT " + json.dumps({**per, **speed, "steps": steps}))
+shutdown_distributed(ctx)
+"""
+
+
+def run_child(code_root: Path, cache: Path, steps: int, processes: int, accumulate: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "1"}
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 f"--nproc_per_node={processes}"] if processes > 1 else [sys.executable])
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+        fh.write(DDP_CHILD)
+    try:
+        proc = subprocess.run([*launcher, fh.name, str(cache), str(steps), str(accumulate)],
+                              capture_output=True, text=True, env=env, check=False)
+    finally:
+        os.unlink(fh.name)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return child_result(proc)
+
+
+def preprocess_with(code_root: Path, src: Path, trg: Path, out: Path) -> Path:
+    env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "seq2seq_lib", "preprocess", "--src", str(src), "--trg",
+                    str(trg), "--out", str(out), "--quiet"], env=env, check=True,
+                   capture_output=True, cwd=code_root)  # -m puts the folder first on the path
+    return out
+
+
+def bench_ddp(work: Path, pairs: int, steps: int, before: Path | None,
+              cache: Path | None) -> list[dict]:
+    """One process x 2 batches against 2 processes x 1 (a cache of ``pairs`` novel pairs,
+    unless ``cache``); with ``before``, that copy of the library on its own cache of them."""
+    src, trg = write_novel(pairs, work, seed=1)
+    caches = {"now": cache or preprocess_with(ROOT, src, trg, work / "ddp-now")}
+    runs = [("now", ROOT, 1, 2), ("now", ROOT, 2, 1)]
+    if before is not None:
+        caches["before"] = preprocess_with(before, src, trg, work / "ddp-before")
+        runs.append(("before", before, 2, 1))
+    rows = []
+    for label, code, processes, accumulate in runs:
+        r = run_child(code, caches[label], steps, processes, accumulate)
+        rows.append({"code": label, "processes": processes, "accumulate": accumulate, **r})
+        print(f"  {label}: {processes} process(es) x {accumulate} batch(es) of 64: "
+              f"{r.get('tokens_per_s', float('nan')):,.0f} tokens/s, per step "
+              f"{r['all_reduce']:.2f} all_reduce calls + {r['ddp_buckets']:.2f} DDP bucket "
+              "all-reduces", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("part", choices=("sampler", "preprocess", "ddp", "all"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--indices", type=int, default=10_000_000)
+    parser.add_argument("--cache", type=Path, help="ddp: a cache to train from (default: one "
+                                                   "of --ddp-pairs novel pairs)")
+    parser.add_argument("--ddp-pairs", type=int, default=50_000)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--before", type=Path, help="ddp: another copy of the library")
+    parser.add_argument("--workdir", metavar="DIR")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    results: dict[str, list[dict]] = {}
+    print(f"{os.cpu_count()} CPUs", flush=True)
+    if args.part in ("sampler", "all"):
+        results["sampler"] = bench_sampler(args.indices)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.workdir) as tmp:
+        if args.part in ("preprocess", "all"):
+            results["preprocess"] = bench_preprocess(args.sizes, args.workers, Path(tmp))
+        if args.part in ("ddp", "all"):
+            results["ddp"] = bench_ddp(Path(tmp), args.ddp_pairs, args.steps, args.before,
+                                       args.cache)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
