@@ -16,11 +16,13 @@ in memory and travels as bytes: inside checkpoints and cache folders, no other f
 from __future__ import annotations
 
 import io
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 
-from .vocab import EOS, PAD, SOS, UNK, Vocab
+from .config import ConfigError
+from .vocab import EOS, PAD, SOS, SPECIALS, UNK, Vocab
 
 END_OF_WORD = "</w>"
 Pair = tuple[str, str]
@@ -125,16 +127,27 @@ def train_sentencepiece(sentences: Iterable[str], n_pieces: int,
     try:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(sentences), model_writer=model, model_type="bpe",
-            vocab_size=n_pieces + len((UNK, PAD, SOS, EOS)) + N_BYTE_PIECES,
+            vocab_size=n_pieces + len(SPECIALS) + N_BYTE_PIECES,
             hard_vocab_limit=False, byte_fallback=True, character_coverage=character_coverage,
             normalization_rule_name="identity", remove_extra_whitespaces=False,
             unk_id=0, pad_id=1, bos_id=2, eos_id=3,
             unk_piece=UNK, pad_piece=PAD, bos_piece=SOS, eos_piece=EOS,
             num_threads=1, minloglevel=2)
     except RuntimeError as exc:
-        raise ValueError(f"spm_vocab {n_pieces} cannot be trained on this text "
-                         f"(SentencePiece: {str(exc).split('] ')[-1]})") from None
+        raise _too_small(n_pieces, str(exc)) from None
     return model.getvalue()
+
+
+def _too_small(n_pieces: int, message: str) -> ConfigError:
+    """SentencePiece's refusal, in the terms of ``spm_vocab`` (pieces besides the fixed 260)."""
+    sizes = re.search(r"(\d+) vs (\d+)", message)
+    if "required_chars" in message and sizes:
+        needed = int(sizes.group(2)) - len(SPECIALS) - N_BYTE_PIECES
+        return ConfigError("spm_vocab", f"{n_pieces} is too small: the training text has {needed} "
+                                        f"characters that need pieces of their own (give at "
+                                        f"least {needed})")
+    return ConfigError("spm_vocab", f"{n_pieces} cannot be trained on this text (SentencePiece: "
+                                    f"{message.split('] ')[-1]})")
 
 
 class SubwordVocab(Vocab):
