@@ -7,7 +7,7 @@ Cells tagged ``skip-fast`` are left out in fast mode (they stay in the notebook)
 
 The committed notebooks show every "write it yourself" exercise unsolved (the stub raises
 ``NotImplementedError`` and its check prints a hint). Fast mode runs them solved: each cell that
-defines an exercise's function (``seq2seq_lib.exercises.exercise_for_cell``) gets the reference
+defines an exercise's function or class (``seq2seq_lib.exercises.exercise_for_cell``) gets the reference
 answer (``answer_source``) instead, and the text its check cell prints is returned, so the tests
 can expect the checker's success mark.
 """
