@@ -199,3 +199,20 @@ def test_a_cache_without_subwords_keeps_its_identity():
     assert cache_hash(inputs, settings) != cache_hash(inputs, cache_settings(DataConfig(en_tokens="spm")))
     spm = cache_settings(DataConfig(en_tokens="spm"))
     assert cache_hash(inputs, spm) != cache_hash(inputs, {**spm, "spm_vocab": 100})
+
+
+def test_chrf_and_its_paired_bootstrap_agree_with_sacrebleu():
+    from sacrebleu.metrics import CHRF
+
+    from seq2seq_lib.metrics import corpus_chrf, paired_bootstrap_chrf
+
+    refs = ["The cat sat on the mat.", "He likes tea.", "We go to school.", "It is cold."]
+    a = ["the cat sat on a mat", "he like tea", "we went to school", "it is cold"]
+    b = ["The cat sat on the mat.", "He likes tea.", "we go to school", "it cold"]
+    assert corpus_chrf(b, refs) == pytest.approx(CHRF().corpus_score(b, [refs]).score)
+    diff = paired_bootstrap_chrf(a, b, refs, samples=200)
+    assert diff.bleu_a == pytest.approx(corpus_chrf(a, refs))
+    assert diff.delta == pytest.approx(corpus_chrf(b, refs) - corpus_chrf(a, refs))
+    assert diff.low <= diff.delta <= diff.high
+    same = paired_bootstrap_chrf(a, a, refs, samples=50)
+    assert (same.delta, same.low, same.high) == (0.0, 0.0, 0.0)

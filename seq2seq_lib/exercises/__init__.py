@@ -37,6 +37,7 @@ from .nb06 import (
 )
 from .nb07 import check_masked_softmax
 from .nb08 import check_beam_step
+from .nb09 import check_apply_bpe, check_learn_bpe
 
 __all__ = [
     "EXERCISES", "NOT_YET_IN_NOTEBOOKS", "PENDING", "Exercise", "Folded", "all_exercises",
@@ -45,4 +46,5 @@ __all__ = [
     "check_bleu", "check_build_vocab", "check_greedy_decode", "check_gru_step",
     "check_masked_loss", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
     "get_exercise", "sacrebleu_on_tokens", "stub_source",
+    "check_learn_bpe", "check_apply_bpe",
 ]
