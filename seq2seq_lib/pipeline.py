@@ -82,7 +82,12 @@ class PreparedData:
         return (f"{self.corpus.summary()}\n"
                 f"split: {len(s.train)} train / {len(s.valid)} valid / {len(s.test)} test"
                 f" ({self.too_long} over-long training pairs left out)\n"
-                f"vocabulary: {len(self.src_vocab)} Chinese / {len(self.trg_vocab)} English tokens")
+                f"vocabulary: {len(self.src_vocab)} Chinese{_spm(self.src_vocab)} / "
+                f"{len(self.trg_vocab)} English{_spm(self.trg_vocab)} tokens")
+
+
+def _spm(vocab: Vocab) -> str:
+    return " SentencePiece" if isinstance(vocab, SubwordVocab) else ""
 
 
 def sample_pairs(pairs: list[Pair], limit: int | None, seed: int = 0) -> list[Pair]:

@@ -216,3 +216,9 @@ def test_chrf_and_its_paired_bootstrap_agree_with_sacrebleu():
     assert diff.low <= diff.delta <= diff.high
     same = paired_bootstrap_chrf(a, a, refs, samples=50)
     assert (same.delta, same.low, same.high) == (0.0, 0.0, 0.0)
+
+
+def test_the_summary_says_which_side_is_sentencepiece():
+    data = prepare_data(spm_cfg(en_tokens="spm", zh_tokens="char"),
+                        read_parallel(DATA / "tiny.zh", DATA / "tiny.en"))
+    assert f"{len(data.src_vocab)} Chinese / {len(data.trg_vocab)} English SentencePiece tokens" in data.summary()
