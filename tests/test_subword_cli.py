@@ -85,3 +85,25 @@ def test_a_spm_vocabulary_too_small_for_its_characters_is_one_line(tmp_path, cap
                  *SMALL, "--out", str(tmp_path / "x.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--spm-vocab 5 is too small" in err[0] and "characters" in err[0]
+
+
+def test_tokens_spm_under_torchrun(tmp_path):
+    """Each process trains the same SentencePiece models on the same training split (the
+    command line checks that every process has the same vocabularies); one writes them."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "m.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "seq2seq_lib", "train", *CORPUS, *SPM, "--epochs", "1", "--batch-size", "4",
+         *SMALL, "--device", "cpu", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 processes (torchrun)" in proc.stdout and proc.stdout.count("test BLEU") == 1
+    info = load_checkpoint(out)["info"]
+    assert isinstance(info.src_vocab, SubwordVocab) and isinstance(info.trg_vocab, SubwordVocab)
