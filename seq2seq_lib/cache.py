@@ -66,7 +66,9 @@ from .data import (
     split_of,
     stream_corpus,
 )
-from .tokenize import load_user_dict, tokenize_en, tokenize_zh, zh_mode
+from .pipeline import Subwords, train_subwords
+from .subword import SubwordVocab
+from .tokenize import load_user_dict, target_tokens, tokenize_en, tokenize_zh, zh_mode
 from .truecase import TrueCaser, count_spellings
 from .vocab import Vocab
 
@@ -148,10 +150,28 @@ def cache_hash(inputs: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     identity = {
         "format_version": FORMAT_VERSION,
         "inputs": [{k: d[k] for k in ("role", "size", "sha256")} for d in inputs],
-        "settings": {k: v for k, v in settings.items() if k not in _PATH_SETTINGS},
-        "tokenizers": {name: _package_version(name) for name in ("jieba", "spacy")},
+        "settings": _subword_identity({k: v for k, v in settings.items() if k not in _PATH_SETTINGS}),
+        "tokenizers": _tokenizer_versions(settings),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _subword_identity(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings without the subword ones that change nothing (no spm side: the hash of a
+    cache without subwords stays what it was before they existed); ``tokens`` is already in
+    ``zh_tokens`` and ``en_tokens``."""
+    spm = "spm" in (settings.get("zh_tokens"), settings.get("en_tokens"))
+    drop = {"tokens"} | ({"en_tokens"} if settings.get("en_tokens", "word") == "word" else set())
+    drop |= set() if spm else {"spm_vocab"}
+    return {k: v for k, v in settings.items() if k not in drop}
+
+
+def _tokenizer_versions(settings: dict[str, Any]) -> dict[str, str]:
+    """The versions of the tokenizers a cache is built with (SentencePiece for spm sides)."""
+    names = ["jieba", "spacy"]
+    if "spm" in (settings.get("zh_tokens"), settings.get("en_tokens")):
+        names.append("sentencepiece")
+    return {name: _package_version(name) for name in names}
 
 
 # ---------------------------------------------------------------- the worker's side
@@ -184,26 +204,27 @@ def _encode_locally(sentences: list[list[str]], train: np.ndarray
     return list(index), ids, lens, counts
 
 
-def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int, str | None]
+def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int, str | None, Subwords]
                     ) -> dict[str, Any]:
     """Tokenize one chunk of pairs (runs in a worker process: a top-level function, plain data).
 
     :param task: (split codes, Chinese sentences, English sentences, lowercase, jieba mode,
-        max_len, user dictionary or None). Training pairs with a side longer than ``max_len`` tokens are left out, as
+        max_len, user dictionary or None, SentencePiece vocabularies). Training pairs with a side longer than ``max_len`` tokens are left out, as
         :func:`~seq2seq_lib.pipeline.prepare_data` does.
     """
-    codes, zh_list, en_list, lowercase, mode, max_len, user_dict = task
+    codes, zh_list, en_list, lowercase, mode, max_len, user_dict, (src_spm, trg_spm) = task
     zh_tokens, en_tokens, kept = [], [], bytearray()
     too_long = 0
     cased_train = []  # the training targets with their case: the truecaser counts them
     for code, zh, en in zip(codes, zh_list, en_list):
-        zt = tokenize_zh(zh, mode, user_dict)  # type: ignore[arg-type]
-        if code == 0 and lowercase:  # as prepare_data: tokenized with the case, then lowered
+        zt = (src_spm.tokenize(zh) if src_spm is not None
+              else tokenize_zh(zh, mode, user_dict))  # type: ignore[arg-type]
+        if code == 0 and lowercase:  # as prepare_data: the truecaser counts the cased words
             cased = tokenize_en(en, lowercase=False)
             cased_train.append(cased)
-            et = [t.lower() for t in cased]
+            et = [t.lower() for t in cased] if trg_spm is None else target_tokens(en, True, trg_spm)
         else:
-            et = tokenize_en(en, lowercase)
+            et = target_tokens(en, lowercase, trg_spm)
         if code == 0 and (len(zt) > max_len or len(et) > max_len):
             too_long += 1
             continue
@@ -402,7 +423,7 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
     out = Path(out)
     _replaceable(out)
     settings = cache_settings(cfg)
-    mode = zh_mode(cfg.zh_tokens)
+    mode = "char" if cfg.zh_tokens == "spm" else zh_mode(cfg.zh_tokens)  # (spm: not used)
     # the fractions, checked before any work and capped by valid_max / test_max of ``total``
     fractions = held_out_fractions(total, cfg.valid_frac, cfg.test_frac, cfg.valid_max,
                                    cfg.test_max)
@@ -412,8 +433,9 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
     started = time.perf_counter()
     try:
         records = pairs.numbered() if isinstance(pairs, CorpusStream) else enumerate(pairs, start=1)
+        subwords, records = _subwords(records, pairs, cfg, fractions)
         stream_sha = hashlib.sha256() if inputs is None else None
-        tasks = _tasks(records, cfg, fractions, mode, chunk_size, tmp, stream_sha)
+        tasks = _tasks(records, cfg, fractions, mode, chunk_size, tmp, stream_sha, subwords)
         chunks = _tokenized_chunks(tasks, workers, mode, cfg.user_dict, start_method)
         try:
             stats = _first_pass(chunks, tmp, progress, total)
@@ -422,7 +444,7 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
             tasks.close()
         if inputs is None:
             inputs = [{"role": "stream", "size": stats["pairs"], "sha256": stream_sha.hexdigest()}]
-        manifest = _second_pass(tmp, stats, cfg)
+        manifest = _second_pass(tmp, stats, cfg, subwords)
         manifest.update({
             "format_version": FORMAT_VERSION,
             "cache_hash": cache_hash(inputs, settings),
@@ -432,7 +454,7 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
             "dropped": dict(pairs.dropped) if isinstance(pairs, CorpusStream) else {},
             "inputs": inputs,
             "settings": settings,
-            "tokenizers": {name: _package_version(name) for name in ("jieba", "spacy")},
+            "tokenizers": _tokenizer_versions(settings),
             "workers": workers,
             "held_out_fractions": {"valid": fractions[0], "test": fractions[1]},
         })
@@ -446,8 +468,24 @@ def build_cache(pairs: CorpusStream | Iterable[Pair], out: str | Path, cfg: Data
                             time.perf_counter() - started)
 
 
+def _subwords(records: Iterable[tuple[int, Pair]], pairs: Any, cfg: DataConfig,
+              fractions: tuple[float, float]) -> tuple[Subwords, Iterable[tuple[int, Pair]]]:
+    """The SentencePiece vocabularies of the spm sides, trained on the training split (by
+    ``fractions``) in a pass of its own before the tokenizing pass (a stream is read again;
+    other pairs are kept in a list), and the records for that pass."""
+    if not cfg.uses_spm:
+        return (None, None), records
+    if not isinstance(pairs, CorpusStream):
+        records = list(records)
+    train = [pair for number, pair in records
+             if split_of(number, cfg.seed, *fractions) == "train"]
+    again = pairs.numbered() if isinstance(pairs, CorpusStream) else records
+    return train_subwords(cfg, train), again
+
+
 def _tasks(records: Iterable[tuple[int, Pair]], cfg: DataConfig, fractions: tuple[float, float],
-           mode: str, chunk_size: int, tmp: Path, stream_sha: Any) -> Iterator[tuple]:
+           mode: str, chunk_size: int, tmp: Path, stream_sha: Any,
+           subwords: Subwords = (None, None)) -> Iterator[tuple]:
     """Chunks of pairs for :func:`_tokenize_chunk`, with the split decided here (by
     ``fractions``: validation, test); the raw text of the held-out pairs is written as it goes
     by."""
@@ -468,11 +506,11 @@ def _tasks(records: Iterable[tuple[int, Pair]], cfg: DataConfig, fractions: tupl
             en_list.append(en)
             if len(zh_list) == chunk_size:
                 yield (bytes(chunk_codes), zh_list, en_list, cfg.lowercase, mode, cfg.max_len,
-                       cfg.user_dict)
+                       cfg.user_dict, subwords)
                 chunk_codes, zh_list, en_list = bytearray(), [], []
         if zh_list:
             yield (bytes(chunk_codes), zh_list, en_list, cfg.lowercase, mode, cfg.max_len,
-                       cfg.user_dict)
+                       cfg.user_dict, subwords)
     finally:
         for fh in raw.values():
             fh.close()
@@ -514,10 +552,13 @@ def _first_pass(results: Iterator[dict[str, Any]], tmp: Path, progress: bool,
     return {**counts, "tables": tables, "spellings": spellings}
 
 
-def _second_pass(tmp: Path, stats: dict[str, Any], cfg: DataConfig) -> dict[str, Any]:
-    """Choose the vocabularies, write them, and map the scratch ids to final ids."""
+def _second_pass(tmp: Path, stats: dict[str, Any], cfg: DataConfig,
+                 subwords: Subwords = (None, None)) -> dict[str, Any]:
+    """Choose the vocabularies (a SentencePiece side's are its pieces), write them, and map the
+    scratch ids to final ids."""
     work = tmp / "scratch"
-    vocabs = {side: stats["tables"][side].vocab(cfg.min_freq, cfg.max_size) for side in SIDES}
+    vocabs = {side: sub if sub is not None else stats["tables"][side].vocab(cfg.min_freq, cfg.max_size)
+              for side, sub in zip(SIDES, subwords)}
     dtype = np.uint16 if max(len(v) for v in vocabs.values()) <= 1 << 16 else np.int32
     n_pairs, n_tokens = {}, {}
     for side in SIDES:
@@ -538,7 +579,19 @@ def _second_pass(tmp: Path, stats: dict[str, Any], cfg: DataConfig) -> dict[str,
     if cfg.lowercase:  # the usual spellings of the training targets, as prepare_data learns them
         _write_json(tmp / TRUECASE_FILE, TrueCaser.from_counts(stats["spellings"]).to_dict())
     return {"splits": n_pairs, "tokens": n_tokens, "too_long": stats["too_long"],
-            "vocab": {side: len(vocabs[side]) for side in SIDES}, "id_dtype": np.dtype(dtype).name}
+            "vocab": {side: len(vocabs[side]) for side in SIDES}, "id_dtype": np.dtype(dtype).name,
+            **_save_subwords(tmp, subwords)}
+
+
+def _save_subwords(tmp: Path, subwords: Subwords) -> dict[str, Any]:
+    """Write each SentencePiece model as ``{side}_spm.model``; the manifest's ``spm`` entry
+    (nothing without spm) names their SHA-256."""
+    spm = {}
+    for side, sub in zip(SIDES, subwords):
+        if sub is not None:
+            (tmp / f"{side}_spm.model").write_bytes(sub.model)
+            spm[side] = hashlib.sha256(sub.model).hexdigest()
+    return {"spm": spm} if spm else {}
 
 
 def _remap_file(src: Path, dst: Path, remap: np.ndarray, dtype: type) -> None:
@@ -622,6 +675,17 @@ class CachedData:
             f"cache: {self.path} (hash {self.cache_hash[:12]}, built {self.manifest['created']})"])
 
 
+def _load_vocab(folder: Path, side: str, manifest: dict[str, Any]) -> Vocab:
+    """A side's vocabulary: its SentencePiece model (``{side}_spm.model``) or its token list."""
+    if side not in manifest.get("spm", {}):
+        return Vocab.load(folder / f"{side}_vocab.json")
+    model = (folder / f"{side}_spm.model").read_bytes()
+    if hashlib.sha256(model).hexdigest() != manifest["spm"][side]:
+        raise CacheError(f"{folder}: damaged cache ({side}_spm.model is not the model the "
+                         "manifest names); run preprocess again with --force")
+    return SubwordVocab(model)
+
+
 def load_cache(folder: str | Path, max_tokens: int | None = None, num_workers: int = 0) -> CachedData:
     """Open a cache written by :func:`preprocess`, checking its manifest and file sizes.
 
@@ -641,8 +705,7 @@ def load_cache(folder: str | Path, max_tokens: int | None = None, num_workers: i
     damage = _damage(folder, manifest)
     if damage:
         raise CacheError(f"{folder}: damaged cache ({damage}); run preprocess again with --force")
-    src_vocab = Vocab.load(folder / "src_vocab.json")
-    trg_vocab = Vocab.load(folder / "trg_vocab.json")
+    src_vocab, trg_vocab = (_load_vocab(folder, side, manifest) for side in SIDES)
     train = CachedDataset(folder, "train", src_vocab.pad_id, max_tokens, num_workers)
     held_out = {split: CachedDataset(folder, split, src_vocab.pad_id) for split in HELD_OUT}
     truecaser = None

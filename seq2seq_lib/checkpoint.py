@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 import torch
 
 from .config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .subword import SubwordVocab
 from .truecase import TrueCaser
 from .vocab import Vocab
 
@@ -72,6 +73,9 @@ def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], info
         payload["scaler_state"] = scaler_state
     if info.truecaser is not None:
         payload["truecaser"] = info.truecaser.to_dict()
+    for side, vocab in (("src", info.src_vocab), ("trg", info.trg_vocab)):
+        if isinstance(vocab, SubwordVocab):  # the SentencePiece model travels inside
+            payload[f"{side}_spm"] = vocab.model
     payload.update(extra or {})
     return _write_atomically(path, payload)
 
@@ -191,8 +195,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: not a course checkpoint (missing {sorted(missing)})")
     try:
         raw["info"] = CheckpointInfo(
-            src_vocab=Vocab(raw["src_vocab"]),
-            trg_vocab=Vocab(raw["trg_vocab"]),
+            src_vocab=_vocab(raw, "src"),
+            trg_vocab=_vocab(raw, "trg"),
             # a checkpoint from before valid_max / test_max held out its fractions uncapped
             data_cfg=from_dict(DataConfig, {"valid_max": None, "test_max": None,
                                             **raw["data_cfg"]}),
@@ -203,6 +207,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: a damaged course checkpoint ({exc})") from None
     return raw
+
+
+def _vocab(raw: dict[str, Any], side: str) -> Vocab:
+    """A side's vocabulary: its SentencePiece model when the checkpoint holds one (``src_spm``,
+    ``trg_spm``), whose pieces must be the saved list, else the saved token list."""
+    if f"{side}_spm" not in raw:
+        return Vocab(raw[f"{side}_vocab"])
+    vocab = SubwordVocab(raw[f"{side}_spm"])
+    if vocab.itos != list(raw[f"{side}_vocab"]):
+        raise ValueError(f"its {side} SentencePiece model does not match its {side} vocabulary")
+    return vocab
 
 
 def check_same_vocabularies(saved: CheckpointInfo, current: CheckpointInfo,

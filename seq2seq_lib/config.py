@@ -70,8 +70,9 @@ class DataConfig:
     max_len: int = setting(60, "training pairs with a longer side (in tokens) are left out")
     user_dict: str | None = setting(None, "jieba user dictionary (one word a line)",
                                     metavar="FILE")
-    zh_tokens: Literal["word", "char"] = setting(
-        "word", "Chinese tokens: jieba words (the lesson's) or single characters")
+    zh_tokens: Literal["word", "char", "spm"] = setting(
+        "word", "Chinese tokens: jieba words (the lesson's), single characters, or SentencePiece "
+                "subwords")
     limit: int | None = setting(None, "use a seeded random sample of this many pairs (quick runs)",
                                 metavar="N")
     data_dir: str | None = setting(
@@ -84,6 +85,14 @@ class DataConfig:
                                            "smaller corpus keeps --valid-frac)", metavar="N")
     test_max: int | None = setting(5_000, "hold out at most about N pairs for testing (a "
                                           "smaller corpus keeps --test-frac)", metavar="N")
+    # subword vocabularies (notebook 09): SentencePiece trained on the training split only
+    en_tokens: Literal["word", "spm"] = setting(
+        "word", "English tokens: spaCy words (the lesson's) or SentencePiece subwords")
+    tokens: Literal["word", "spm"] | None = setting(
+        None, "both sides at once: spm = SentencePiece subwords for the sides left at 'word' "
+              "(--tokens spm --zh-tokens char: Chinese characters, English subwords)")
+    spm_vocab: int = setting(8000, "SentencePiece pieces learned per spm side (the 4 specials "
+                                   "and 256 byte pieces come on top)", metavar="N")
 
     def __post_init__(self) -> None:
         _check(self.min_freq >= 1, "min_freq", "must be at least 1", self.min_freq)
@@ -92,11 +101,27 @@ class DataConfig:
         _check(self.max_len >= 1, "max_len", "must be at least 1", self.max_len)
         _check(self.limit is None or self.limit >= 1, "limit", "must be at least 1", self.limit)
         check_fractions(self.valid_frac, self.test_frac)
-        _check(self.zh_tokens in ("word", "char"), "zh_tokens", "must be word or char",
+        _check(self.zh_tokens in ("word", "char", "spm"), "zh_tokens", "must be word, char or spm",
                self.zh_tokens)
         for name in ("valid_max", "test_max"):
             value = getattr(self, name)
             _check(value is None or value >= 1, name, "must be at least 1 (or None: no cap)", value)
+        self._resolve_tokens()
+
+    def _resolve_tokens(self) -> None:
+        """``tokens`` sets the sides left at ``word``; check the subword settings."""
+        _check(self.tokens in (None, "word", "spm"), "tokens", "must be word or spm", self.tokens)
+        _check(self.en_tokens in ("word", "spm"), "en_tokens", "must be word or spm",
+               self.en_tokens)
+        if self.tokens is not None:
+            self.zh_tokens = self.tokens if self.zh_tokens == "word" else self.zh_tokens
+            self.en_tokens = self.tokens if self.en_tokens == "word" else self.en_tokens
+        _check(self.spm_vocab >= 1, "spm_vocab", "must be at least 1", self.spm_vocab)
+
+    @property
+    def uses_spm(self) -> bool:
+        """Whether a side is split into SentencePiece subwords."""
+        return "spm" in (self.zh_tokens, self.en_tokens)
 
 
 @dataclass

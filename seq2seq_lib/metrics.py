@@ -147,3 +147,38 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: S
     low, high = np.percentile(deltas, [2.5, 97.5])
     return PairedBootstrap(a, b, b - a, float(low), float(high),
                            float((deltas <= 0).mean()), samples)
+
+
+def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str],
+                lowercase: bool = False) -> float:
+    """sacreBLEU's corpus chrF (character 6-grams, beta 2) of detokenized hypotheses: it gives
+    partial credit to a word with a wrong ending, which BLEU counts as plainly wrong."""
+    from sacrebleu.metrics import CHRF
+
+    return CHRF(lowercase=lowercase).corpus_score(list(hypotheses), [list(references)]).score
+
+
+def paired_bootstrap_chrf(hyps_a: Sequence[str], hyps_b: Sequence[str],
+                          references: Sequence[str], lowercase: bool = False,
+                          samples: int = 1000, seed: int = 0) -> PairedBootstrap:
+    """:func:`paired_bootstrap` for chrF: the same resamplings of the sentences, summing
+    sacreBLEU's per-sentence chrF statistics (the ones its own significance tests sum); the
+    result's ``bleu_a`` / ``bleu_b`` hold the two chrF scores."""
+    import numpy as np
+    from sacrebleu.metrics import CHRF
+
+    if not len(hyps_a) == len(hyps_b) == len(references):
+        raise ValueError(f"{len(hyps_a)} and {len(hyps_b)} hypotheses for {len(references)} "
+                         "references: one of each per sentence")
+    chrf = CHRF(lowercase=lowercase)
+    refs = [list(references)]
+    stats_a = np.asarray(chrf._extract_corpus_statistics(list(hyps_a), refs), dtype=np.int64)
+    stats_b = np.asarray(chrf._extract_corpus_statistics(list(hyps_b), refs), dtype=np.int64)
+    score = lambda stats: chrf._compute_score_from_stats(stats.tolist()).score
+    a, b = score(stats_a.sum(0)), score(stats_b.sum(0))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(references), size=(samples, len(references)))
+    deltas = np.array([score(stats_b[i].sum(0)) - score(stats_a[i].sum(0)) for i in idx])
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return PairedBootstrap(a, b, b - a, float(low), float(high),
+                           float((deltas <= 0).mean()), samples)

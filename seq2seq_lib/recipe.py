@@ -22,7 +22,7 @@ from .metrics import corpus_bleu
 from .models import Seq2Seq
 from .parallel import SINGLE, DistContext
 from .pipeline import PreparedData
-from .tokenize import detokenize_en
+from .tokenize import detokenize_output
 from .train import set_seed
 from .trainer import FitResult, fit
 from .translator import decode_ids
@@ -95,8 +95,8 @@ class GreedyBleu:
         """Greedy translations of ``sources``, decoded in length-sorted batches as the
         :class:`~seq2seq_lib.translator.Translator` decodes (:func:`decode_ids`)."""
         hyps = decode_ids(model, sources, self.max_len, self.batch_size, precision)
-        return [detokenize_en(self.trg_vocab.decode(h[0].ids), capitalize=self.lowercase)
-                for h in hyps]
+        return [detokenize_output(self.trg_vocab.decode(h[0].ids), self.trg_vocab,
+                                  capitalize=self.lowercase) for h in hyps]
 
     def __call__(self, model: nn.Module, dist: DistContext = SINGLE,
                  precision: PrecisionChoice | None = None) -> float:

@@ -13,6 +13,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from .subword import SubwordVocab
+from .vocab import Vocab
+
 ZhMode = Literal["precise", "full", "search", "char"]
 
 
@@ -33,12 +36,45 @@ def _spacy_tokenizer():
 
 
 def zh_mode(zh_tokens: str) -> ZhMode:
-    """The :func:`tokenize_zh` mode for ``DataConfig.zh_tokens`` ("word" or "char")."""
+    """The :func:`tokenize_zh` mode for ``DataConfig.zh_tokens`` ("word" or "char"; "spm"
+    subwords are split by their :class:`~seq2seq_lib.subword.SubwordVocab`, see
+    :func:`source_tokens`)."""
     if zh_tokens == "word":
         return "precise"
     if zh_tokens == "char":
         return "char"
     raise ValueError(f"zh_tokens={zh_tokens!r}: use 'word' (jieba) or 'char'")
+
+
+def source_tokens(text: str, zh_tokens: str, user_dict: str | Path | None = None,
+                  vocab: Vocab | None = None) -> list[str]:
+    """Chinese text as the model reads it: SentencePiece pieces when ``vocab`` is a
+    :class:`~seq2seq_lib.subword.SubwordVocab`, else jieba words or characters (``zh_tokens``)."""
+    if isinstance(vocab, SubwordVocab):
+        return vocab.tokenize(text)
+    if zh_tokens == "spm":
+        raise ValueError("zh_tokens='spm' needs its SentencePiece vocabulary to split the text")
+    return tokenize_zh(text, zh_mode(zh_tokens), user_dict)
+
+
+def check_tokens(cfg, src_vocab: Vocab, trg_vocab: Vocab) -> None:
+    """Refuse token settings (a :class:`~seq2seq_lib.config.DataConfig`'s ``zh_tokens`` and
+    ``en_tokens``) that the vocabularies cannot serve: "spm" needs a SentencePiece vocabulary."""
+    if cfg.zh_tokens != "spm":
+        zh_mode(cfg.zh_tokens)
+    for side, setting, vocab in (("Chinese", cfg.zh_tokens, src_vocab),
+                                 ("English", getattr(cfg, "en_tokens", "word"), trg_vocab)):
+        if (setting == "spm") != isinstance(vocab, SubwordVocab):
+            kind = "a SentencePiece" if isinstance(vocab, SubwordVocab) else "a word"
+            raise ValueError(f"{side} tokens {setting!r} do not fit {kind} vocabulary")
+
+
+def target_tokens(text: str, lowercase: bool = True, vocab: Vocab | None = None) -> list[str]:
+    """English text as the model writes it: SentencePiece pieces of the (lower-cased) text when
+    ``vocab`` is a :class:`~seq2seq_lib.subword.SubwordVocab`, else spaCy's words."""
+    if isinstance(vocab, SubwordVocab):
+        return vocab.tokenize(text.lower() if lowercase else text)
+    return tokenize_en(text, lowercase)
 
 
 def load_user_dict(path: str | Path):
@@ -189,7 +225,29 @@ def detokenize_en(tokens: list[str], capitalize: bool = False) -> str:
     tokens = [UNK_OUTPUT if tok == "<unk>" else tok for tok in tokens]
     glued = _glued(tokens)
     out = "".join(tok if i in glued else " " + tok for i, tok in enumerate(tokens))
-    if capitalize and out:
-        out = re.sub(r"\bi\b", "I", out)
-        out = out[0].upper() + out[1:]
-    return out
+    return capitalize_sentence(out) if capitalize else out
+
+
+def capitalize_sentence(text: str) -> str:
+    """Upper-case the first letter and the pronoun "i" of a lower-cased sentence."""
+    if not text:
+        return text
+    text = re.sub(r"\bi\b", "I", text)
+    return text[0].upper() + text[1:]
+
+
+def detokenize_output(tokens: list[str], vocab: Vocab | None = None, capitalize: bool = False,
+                      truecaser=None) -> str:
+    """Output tokens to an English sentence: SentencePiece pieces joined exactly when ``vocab``
+    is a :class:`~seq2seq_lib.subword.SubwordVocab`, else :func:`detokenize_en` (``<unk>`` as ⁇).
+
+    :param truecaser: a :class:`~seq2seq_lib.truecase.TrueCaser` that restores the usual
+        spelling of each word (lower-cased output only).
+    """
+    if isinstance(vocab, SubwordVocab):
+        text = vocab.detokenize(tokens).strip()
+        text = truecaser.apply_text(text) if truecaser is not None else text
+        return capitalize_sentence(text) if capitalize else text
+    if truecaser is not None:
+        tokens = truecaser.apply(tokens)
+    return detokenize_en(tokens, capitalize=capitalize)

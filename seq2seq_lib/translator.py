@@ -17,7 +17,7 @@ from .decode import Hypothesis, beam_search, greedy_decode
 from .device import PrecisionChoice, autocast, choose_device, resolve_precision
 from .metrics import corpus_bleu
 from .models import Seq2Seq
-from .tokenize import detokenize_en, tokenize_zh, zh_mode
+from .tokenize import check_tokens, detokenize_output, source_tokens
 from .truecase import TrueCaser
 from .vocab import EOS, SOS, Vocab
 
@@ -78,9 +78,11 @@ class Translator:
         self.data_cfg, self.model_cfg = data_cfg, model_cfg
         self.truecaser = truecaser
         self.precision: PrecisionChoice = resolve_precision(precision, self.device)
-        self._zh_mode = zh_mode(data_cfg.zh_tokens)
-        # segment new sentences as the training data was, with its own jieba dictionary
-        found = data_cfg.user_dict and self._zh_mode != "char" and Path(data_cfg.user_dict).is_file()
+        # segment new sentences as the training data was, with its own jieba dictionary (or
+        # the SentencePiece model inside the source vocabulary)
+        check_tokens(data_cfg, src_vocab, trg_vocab)
+        found = (data_cfg.user_dict and data_cfg.zh_tokens == "word"
+                 and Path(data_cfg.user_dict).is_file())
         self._user_dict = data_cfg.user_dict if found else None
 
     @property
@@ -116,7 +118,8 @@ class Translator:
         """The Chinese tokens of ``sentence``, as the model sees them (before ``<unk>`` mapping)."""
         if not isinstance(sentence, str) or not sentence.strip():
             raise ValueError("cannot translate an empty sentence: type some Chinese text")
-        return tokenize_zh(sentence.strip(), self._zh_mode, self._user_dict)
+        return source_tokens(sentence.strip(), self.data_cfg.zh_tokens, self._user_dict,
+                             self.src_vocab)
 
     def source_ids(self, sentence: str) -> torch.Tensor:
         """The ids the model reads for ``sentence``, with ``<sos>``/``<eos>``: [src_len]."""
@@ -150,11 +153,11 @@ class Translator:
                                                      beam_size, length_penalty)]
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        """Output ids to an English sentence: unknown words as ⁇, usual case restored."""
-        tokens = self.trg_vocab.decode(ids)
-        if self.data_cfg.lowercase and self.truecaser is not None:
-            tokens = self.truecaser.apply(tokens)
-        return detokenize_en(tokens, capitalize=self.data_cfg.lowercase)
+        """Output ids to an English sentence: unknown words as ⁇, usual case restored
+        (SentencePiece pieces are joined exactly, then truecased word by word)."""
+        truecaser = self.truecaser if self.data_cfg.lowercase else None
+        return detokenize_output(self.trg_vocab.decode(ids), self.trg_vocab,
+                                 self.data_cfg.lowercase, truecaser)
 
     def translate_batch(self, sentences: Sequence[str], max_len: int = 50,
                         batch_size: int = 128, beam_size: int = 1,

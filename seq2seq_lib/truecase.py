@@ -8,6 +8,7 @@ capitalising the first word gives "Talk to Mary on Sunday".
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -50,6 +51,11 @@ class TrueCaser:
     def apply(self, tokens: Sequence[str]) -> list[str]:
         """The tokens in their usual spelling (unknown words stay as they are)."""
         return [self.forms.get(tok, tok) for tok in tokens]
+
+    def apply_text(self, text: str) -> str:
+        """A sentence with every word in its usual spelling, spacing untouched (for subword
+        output, which is joined into text before it is truecased)."""
+        return re.sub(r"\w+", lambda m: self.forms.get(m.group(0), m.group(0)), text)
 
     def to_dict(self) -> dict[str, str]:
         """The table, for checkpoints."""

@@ -100,7 +100,7 @@ def test_the_command_line_under_torchrun(tmp_path):
          "--n-layers", "1", "--device", "cpu", "--quiet", "--out", str(out)],
         capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("test BLEU") == 1 and "2 process(es) (torchrun)" in proc.stdout
+    assert proc.stdout.count("test BLEU") == 1 and "2 processes (torchrun) x 1 batch of" in proc.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == [
         "m.config.yaml", "m.last.pt", "m.metrics.csv", "m.metrics.jsonl", "m.pt"]
     lines = (out.parent / "m.metrics.jsonl").read_text(encoding="utf-8").splitlines()

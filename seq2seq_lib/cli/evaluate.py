@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> None:
     translator = load_translator(args)
     if args.data_dir or translator.data_cfg.data_dir:
         return _evaluate_cache(args, translator)
-    data = prepare_data(translator.data_cfg, load_corpus(translator.data_cfg))
+    data = prepare_data(translator.data_cfg, load_corpus(translator.data_cfg),
+                        vocabs=(translator.src_vocab, translator.trg_vocab))
     pairs = getattr(data.splits, args.split)
     if not pairs:
         raise ValueError(f"the {args.split} split of this checkpoint's corpus is empty")
@@ -74,7 +75,8 @@ def _evaluate_cache(args: argparse.Namespace, translator) -> None:
     if same_ids:  # the cached ids are the ones the checkpoint's vocabularies give
         ds = getattr(data, args.split)
     else:  # tokenize the held-out text as the checkpoint's training data was
-        ds = TranslationDataset(*tokenize_pairs(pairs, cfg.lowercase, cfg.zh_tokens),
+        ds = TranslationDataset(*tokenize_pairs(pairs, cfg.lowercase, cfg.zh_tokens, None,
+                                                (translator.src_vocab, translator.trg_vocab)),
                                 translator.src_vocab, translator.trg_vocab)
     _score(args, translator, ds, pairs, f"  ({data.path})")
 

@@ -251,8 +251,10 @@ def _train_and_report(args: argparse.Namespace, p: Plan, ctx: Any, device: Any) 
     cfg = p.train_cfg
     per_batch = f"{cfg.max_tokens} tokens" if cfg.max_tokens else f"{cfg.batch_size} sentences"
     if ctx.enabled or cfg.accumulate > 1:
-        print(f"{ctx.world_size} process(es) (torchrun) x {cfg.accumulate} batch(es) of "
-              f"{per_batch} each: {ctx.world_size * cfg.accumulate} batches per step")
+        procs = f"{ctx.world_size} process{'es' if ctx.world_size > 1 else ''}"
+        batches = f"{cfg.accumulate} batch{'es' if cfg.accumulate > 1 else ''}"
+        print(f"{procs}{' (torchrun)' if ctx.enabled else ''} x {batches} of {per_batch} each: "
+              f"{ctx.world_size * cfg.accumulate} batches per step")
     data = open_data(p, ctx)
     vocabularies = ctx.gather((data.src_vocab.itos, data.trg_vocab.itos))
     if any(v != vocabularies[0] for v in vocabularies):

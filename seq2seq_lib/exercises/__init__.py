@@ -40,6 +40,7 @@ from .nb06_translate import check_translate_sentence
 from .nb07 import check_masked_softmax
 from .nb07_attention import check_additive_attention, check_attention_decoder
 from .nb08 import check_beam_step
+from .nb09 import check_apply_bpe, check_learn_bpe
 
 __all__ = [
     "EXERCISES", "NOT_YET_IN_NOTEBOOKS", "PENDING", "Exercise", "Folded", "all_exercises",
@@ -48,4 +49,5 @@ __all__ = [
     "check_bleu", "check_build_vocab", "check_greedy_decode", "check_gru_step",
     "check_masked_loss", "check_train_epoch", "check_translate_sentence", "learner_model", "train_learner_model", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
     "get_exercise", "sacrebleu_on_tokens", "stub_source",
+    "check_learn_bpe", "check_apply_bpe",
 ]

@@ -46,7 +46,7 @@ class EpochOrder:
         if self.sampler is not None and self.sampler.group != dist.world_size * accumulate:
             raise ValueError(
                 f"the training loader's sampler makes steps of {self.sampler.group} batches, "
-                f"but {dist.world_size} process(es) x accumulate {accumulate} need "
+                f"but {dist.world_size} processes x accumulate {accumulate} need "
                 f"{dist.world_size * accumulate}: build it with make_loader(..., num_replicas=, "
                 "rank=, accumulate=)")
         if self.sampler is None and dist.enabled:
