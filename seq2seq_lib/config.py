@@ -102,6 +102,13 @@ class ModelConfig:
     bidirectional: bool = setting(False, "bidirectional encoder")
     attention: Literal["none", "bahdanau", "dot", "general"] = setting(
         "none", "attention over the source words")
+    arch: Literal["gru", "transformer"] = setting(
+        "gru", "the architecture: gru = the lesson's recurrent encoder-decoder (emb/hid dims, "
+               "--attention); transformer = self-attention layers (--d-model, --n-heads, "
+               "--ff-dim; --n-layers each side)")
+    d_model: int = setting(256, "transformer: the size of every position's vector")
+    n_heads: int = setting(4, "transformer: attention heads per layer (must divide --d-model)")
+    ff_dim: int = setting(1024, "transformer: hidden size of each layer's feed-forward part")
 
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hid_dim", "n_layers"):
@@ -109,6 +116,13 @@ class ModelConfig:
         _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)
         _check(self.attention in ("none", "bahdanau", "dot", "general"), "attention",
                "must be none, bahdanau, dot or general", self.attention)
+        _check(self.arch in ("gru", "transformer"), "arch", "must be gru or transformer",
+               self.arch)
+        for name in ("d_model", "n_heads", "ff_dim"):
+            _check(getattr(self, name) >= 1, name, "must be at least 1", getattr(self, name))
+        if self.d_model % self.n_heads:
+            raise ConfigError("d_model", f"must be a multiple of n_heads ({self.n_heads}), got "
+                                         f"{self.d_model}", also=("n_heads",))
 
 
 @dataclass
