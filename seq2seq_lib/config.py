@@ -160,10 +160,18 @@ class TrainConfig:
                                   "(0: once per epoch)", metavar="N")
     # learning-rate schedule: "plateau" multiplies lr by lr_factor after lr_patience + 1
     # validations in a row without a new best (torch's ReduceLROnPlateau)
-    lr_schedule: Literal["none", "plateau"] = setting(
+    # "inverse_sqrt" (the Transformer's, Vaswani et al. 2017): lr * step / warmup_steps for the
+    # first warmup_steps optimizer steps, then lr * sqrt(warmup_steps / step)
+    lr_schedule: Literal["none", "plateau", "inverse_sqrt"] = setting(
         "none", "plateau: multiply the learning rate by --lr-factor when the best metric stops "
-                "improving")
+                "improving; inverse_sqrt: rise linearly to --lr over --warmup-steps steps, then "
+                "fall as 1/sqrt(step)")
     lr_factor: float = setting(0.5, "plateau factor")
+    warmup_steps: int = setting(4000, "inverse_sqrt: optimizer steps of the linear warm-up",
+                                metavar="N")
+    label_smoothing: float = setting(
+        0.0, "training loss: give this share of each target's probability to the other words "
+             "(0 = plain cross-entropy; the validation loss is always plain)")
     lr_patience: int = setting(0, "plateau: validations without improvement tolerated before "
                                   "each cut", metavar="N")
     patience: int = setting(0, "early stopping: end after N validations without a new best "
@@ -195,8 +203,11 @@ class TrainConfig:
                "must be auto, fp32, bf16 or fp16", self.precision)
         _check(self.valid_every >= 0, "valid_every", "must be 0 (per epoch) or positive",
                self.valid_every)
-        _check(self.lr_schedule in ("none", "plateau"), "lr_schedule", "must be none or plateau",
-               self.lr_schedule)
+        _check(self.lr_schedule in ("none", "plateau", "inverse_sqrt"), "lr_schedule",
+               "must be none, plateau or inverse_sqrt", self.lr_schedule)
+        _check(self.warmup_steps >= 1, "warmup_steps", "must be at least 1", self.warmup_steps)
+        _check(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)",
+               self.label_smoothing)
         _check(0 < self.lr_factor < 1, "lr_factor", "must be between 0 and 1", self.lr_factor)
         _check(self.lr_patience >= 0, "lr_patience", "must be 0 or more", self.lr_patience)
         _check(self.patience >= 0, "patience", "must be 0 (off) or more", self.patience)
