@@ -245,6 +245,20 @@ def demo_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:
             TrainConfig(epochs=14, lr=1e-3))
 
 
+def transformer_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """What ``train --preset transformer`` trains: a Transformer sized for a few CPU minutes
+    (``--max-minutes 10`` is its natural use; the epochs only bound it).
+
+    The demo's data (one character per Chinese token); 3 + 3 pre-norm layers of size 256 with 4
+    heads; a linear warm-up to lr 1e-3, then the inverse-sqrt decay; label smoothing 0.1.
+    """
+    return (DataConfig(min_freq=1, zh_tokens="char"),
+            ModelConfig(arch="transformer", d_model=256, n_heads=4, ff_dim=1024, n_layers=3,
+                        dropout=0.3),
+            TrainConfig(epochs=100, lr=1e-3, lr_schedule="inverse_sqrt", warmup_steps=300,
+                        label_smoothing=0.1))
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain-dict view of a config, safe for JSON and ``torch.load(weights_only=True)``."""
     return asdict(cfg)
