@@ -1,8 +1,11 @@
 """The self-checking exercises: every checker passes its answer, rejects typical wrong answers
 (naming the failing case in Chinese), turns the unsolved stub into a hint, and never raises."""
 
+import ast
+import inspect
 import math
 import random
+import textwrap
 from collections import Counter
 
 import pytest
@@ -16,9 +19,16 @@ from seq2seq_lib.exercises import (
     bleu_from_scratch,
     exercise_for_cell,
     get_exercise,
+    harness,
+    nb07,
     sacrebleu_on_tokens,
     stub_source,
 )
+
+
+def ex_answer(name: str):
+    """The reference answer of exercise ``name`` (the library's function, not its source)."""
+    return EXERCISES[name].answer
 
 
 def defined(source: str, name: str):
@@ -101,6 +111,21 @@ def test_registry_sources_and_cells():
     assert exercise_for_cell("x = 1") is None
 
 
+def test_renamed_answers_keep_the_signature_and_wrap_it():
+    """The answer's source is renamed through ``ast``: the same parameters, annotations and
+    defaults as the library's function, re-wrapped under the new name within the line limit."""
+    def signature(tree: ast.Module, name: str) -> str:
+        node = next(n for n in tree.body if getattr(n, "name", None) == name)
+        return ast.dump(node.args) + ast.dump(node.returns) if node.returns else ast.dump(node.args)
+
+    for e in EXERCISES.values():
+        original = ast.parse(textwrap.dedent(inspect.getsource(e.answer)))
+        renamed = ast.parse(answer_source(e.name))
+        assert signature(renamed, e.function) == signature(original, e.answer.__name__)
+        head = answer_source(e.name).split('"""')[0]
+        assert all(len(line) <= 100 for line in head.splitlines()), head
+
+
 def test_not_a_function(capsys):
     assert ex.check_bleu(42) is False
     assert "需要一个函数" in capsys.readouterr().out
@@ -147,17 +172,17 @@ def test_build_vocab_rejects_typical_mistakes(capsys):
 
 
 def pad_batch_major(seqs, pad_id):
-    padded, mask = ex.answer_pad_batch(seqs, pad_id)
+    padded, mask = ex_answer("pad_batch")(seqs, pad_id)
     return padded.t(), mask.t()  # [batch, max_len]
 
 
 def pad_inverted_mask(seqs, pad_id):
-    padded, mask = ex.answer_pad_batch(seqs, pad_id)
+    padded, mask = ex_answer("pad_batch")(seqs, pad_id)
     return padded, ~mask
 
 
 def pad_with_one(seqs, pad_id):
-    return ex.answer_pad_batch(seqs, 1)
+    return ex_answer("pad_batch")(seqs, 1)
 
 
 def pad_first_length(seqs, pad_id):
@@ -175,7 +200,7 @@ def test_pad_batch_rejects_typical_mistakes(capsys):
     rejects(check, pad_with_one, "pad_id 不是 1（用 0 补齐）", capsys)
     out = rejects(check, pad_first_length, "三句长度不同，最长的在最后", capsys)
     assert "运行时出错 RuntimeError" in out
-    out = rejects(check, lambda seqs, pad_id: ex.answer_pad_batch(seqs, pad_id)[0],
+    out = rejects(check, lambda seqs, pad_id: ex_answer("pad_batch")(seqs, pad_id)[0],
                   "三句长度不同，最长的在最后", capsys)
     assert "应返回 2 个值" in out
 
@@ -221,7 +246,7 @@ def test_gru_step_reference_is_pytorchs():
     x, h = torch.randn(2, 3), torch.randn(2, 4)
     cell = nn.GRUCell(3, 4)
     args = (x, h, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-    assert torch.allclose(ex.answer_gru_step(*args), cell(x, h), atol=1e-6)
+    assert torch.allclose(ex_answer("gru_step")(*args), cell(x, h), atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,10 +294,10 @@ def test_masked_loss_rejects_typical_mistakes(capsys):
     rejects(check, loss_per_sentence, "第二句较短，有补齐", capsys)
     rejects(check, loss_drops_unk, "目标里有 <unk>（id 0）", capsys)
     rejects(check, loss_naive_log, "logits 很大（数值稳定性）", capsys)
-    out = rejects(check, lambda lg, t, p: ex.answer_masked_loss(lg, t, p).item(), "没有补齐，批次 1",
+    out = rejects(check, lambda lg, t, p: ex_answer("masked_loss")(lg, t, p).item(), "没有补齐，批次 1",
                   capsys)
     assert "应返回 torch.Tensor" in out
-    out = rejects(check, lambda lg, t, p: ex.answer_masked_loss(lg, t, p).detach(),
+    out = rejects(check, lambda lg, t, p: ex_answer("masked_loss")(lg, t, p).detach(),
                   "没有补齐，批次 1", capsys)
     assert "断开了计算图" in out
 
@@ -300,7 +325,7 @@ def greedy_without_eval(model, *args):
     was = model.training
     model.eval = lambda: model  # the learner forgot model.eval()
     model.train(was)
-    return ex.answer_greedy_decode(model, *args)
+    return ex_answer("greedy_decode")(model, *args)
 
 
 def greedy_keeps_going(model, src, src_lens, max_len, sos_id, eos_id):
@@ -325,7 +350,7 @@ def test_greedy_decode_rejects_typical_mistakes(capsys):
     assert "期望：[[5, 6, 7]]" in out and "得到：[[5, 0, 0" in out
     rejects(check, greedy_keeps_going, "三句话在不同的步结束（一句第 1 步就结束）", capsys)
     rejects(check, greedy_without_eval, "模型处于训练模式", capsys)
-    rejects(check, lambda *a: [ids + [3] for ids in ex.answer_greedy_decode(*a)],
+    rejects(check, lambda *a: [ids + [3] for ids in ex_answer("greedy_decode")(*a)],
             "一句话，第 4 步输出 <eos>", capsys)
 
     def greedy_without_unsqueeze(model, src, src_lens, max_len, sos_id, eos_id):
@@ -345,7 +370,7 @@ def test_greedy_answer_matches_the_library_on_a_real_model():
     model = build_model(ModelConfig(emb_dim=8, hid_dim=8, n_layers=1, dropout=0.0), 12, 9)
     src = torch.randint(4, 12, (5, 3))
     lens = torch.tensor([5, 3, 1])
-    mine = ex.answer_greedy_decode(model, src, lens, 6)
+    mine = ex_answer("greedy_decode")(model, src, lens, 6)
     assert mine == [h.ids for h in greedy_decode(model, src, lens, 6)]
 
 
@@ -452,7 +477,7 @@ def test_masked_softmax_rejects_typical_mistakes(capsys):
     assert "nan" in out
     rejects(check, softmax_manual_exp, "补齐位置的分数最大", capsys)
     out = rejects(check, softmax_wrong_axis, "没有补齐", capsys)
-    out = rejects(check, lambda s, m: ex.answer_masked_softmax(s, m) + 1e-9 * (~m).unsqueeze(1),
+    out = rejects(check, lambda s, m: ex_answer("masked_softmax")(s, m) + 1e-9 * (~m).unsqueeze(1),
                   "第二句有补齐", capsys)
     assert "补齐位置的权重应正好是 0" in out
 
@@ -462,10 +487,10 @@ def test_masked_softmax_wrong_axis_without_an_error_is_caught(capsys):
     def transposed(scores, mask):
         return scores.masked_fill(~mask.unsqueeze(2), float("-inf")).softmax(-1)
 
-    cases = ex._masked_softmax_cases()
+    cases = nb07._masked_softmax_cases()
     last = cases[-1]
     assert last.run(transposed).shape == (3, 3, 3)
-    assert ex._compare(last.run(ex.masked_softmax), last.run(transposed)) is not None
+    assert harness._compare(last.run(nb07.masked_softmax), last.run(transposed)) is not None
     capsys.readouterr()
 
 
@@ -475,7 +500,7 @@ def test_masked_softmax_wrong_axis_without_an_error_is_caught(capsys):
 
 
 def beam_no_penalty(scores, log_probs, lengths, finished, k, alpha):
-    return ex.answer_beam_step(scores, log_probs, lengths, finished, k, 0.0)
+    return ex_answer("beam_step")(scores, log_probs, lengths, finished, k, 0.0)
 
 
 def beam_ties_reversed(scores, log_probs, lengths, finished, k, alpha):
@@ -488,13 +513,13 @@ def beam_ties_reversed(scores, log_probs, lengths, finished, k, alpha):
 
 
 def beam_returns_penalised(scores, log_probs, lengths, finished, k, alpha):
-    new_scores, beam, token = ex.answer_beam_step(scores, log_probs, lengths, finished, k, alpha)
+    new_scores, beam, token = ex_answer("beam_step")(scores, log_probs, lengths, finished, k, alpha)
     new_lengths = lengths[beam] + (~finished[beam]).long()
     return new_scores / ((5.0 + new_lengths) / 6.0) ** alpha, beam, token
 
 
 def beam_index_modulo(scores, log_probs, lengths, finished, k, alpha):
-    new_scores, beam, token = ex.answer_beam_step(scores, log_probs, lengths, finished, k, alpha)
+    new_scores, beam, token = ex_answer("beam_step")(scores, log_probs, lengths, finished, k, alpha)
     flat = beam * log_probs.shape[1] + token
     return new_scores, flat % log_probs.shape[0], flat // log_probs.shape[0]
 
@@ -528,7 +553,7 @@ def test_beam_step_answer_by_brute_force():
                 length = int(lengths[b]) + (0 if finished[b] else 1)
                 cands.append((-s / ((5 + length) / 6) ** alpha, b * vocab + w, s, b, w))
         best = sorted(cands)[:k]
-        new_scores, beam_index, token = ex.answer_beam_step(scores, log_probs, lengths, finished,
+        new_scores, beam_index, token = ex_answer("beam_step")(scores, log_probs, lengths, finished,
                                                             k, alpha)
         assert beam_index.tolist() == [c[3] for c in best]
         assert token.tolist() == [c[4] for c in best]

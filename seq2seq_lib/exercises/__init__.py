@@ -1,0 +1,42 @@
+"""Exercises that check themselves: one module per notebook, over a shared harness.
+
+A notebook's exercise cell defines one function or class (``my_build_vocab``, ``MyEncoder``, ...;
+see :data:`EXERCISES`) and the next cell calls its checker: ``check_build_vocab(my_build_vocab)``.
+Each checker runs the learner's code and the library's reference on a few small, nasty cases
+(padding, a sentence of length 1, ties, an empty vocabulary) and prints, in Chinese, the first
+case that fails with what was expected and what came back, or one short line when all pass.
+:func:`stub_source` gives the unsolved cell, :func:`answer_source` a self-contained reference
+solution with the same name, so a test can swap one for the other and expect a pass.
+"""
+
+from .harness import (
+    EXERCISES,
+    Exercise,
+    answer_source,
+    exercise_for_cell,
+    get_exercise,
+    stub_source,
+)
+from .nb02 import check_build_vocab
+from .nb03 import check_pad_batch
+from .nb04 import check_gru_step
+from .nb05 import check_masked_loss
+from .nb06 import (
+    bleu_counts,
+    bleu_from_counts,
+    bleu_from_scratch,
+    brevity_penalty,
+    check_bleu,
+    check_greedy_decode,
+    sacrebleu_on_tokens,
+)
+from .nb07 import check_masked_softmax
+from .nb08 import check_beam_step
+
+__all__ = [
+    "EXERCISES", "Exercise", "answer_source", "bleu_counts", "bleu_from_counts", "bleu_from_scratch",
+    "brevity_penalty", "check_beam_step",
+    "check_bleu", "check_build_vocab", "check_greedy_decode", "check_gru_step",
+    "check_masked_loss", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
+    "get_exercise", "sacrebleu_on_tokens", "stub_source",
+]
