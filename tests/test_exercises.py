@@ -95,7 +95,7 @@ def test_checkers_leave_the_random_state_alone(capsys):
 
 def test_registry_sources_and_cells():
     assert [e.notebook for e in EXERCISES.values()] == ["02", "03", "04", "05", "06", "06", "07",
-                                                        "08"]
+                                                        "08", "10", "10"]
     assert get_exercise("my_bleu") is get_exercise("bleu") is EXERCISES["bleu"]
     with pytest.raises(KeyError, match="build_vocab"):
         get_exercise("no_such_exercise")

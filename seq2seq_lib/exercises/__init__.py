@@ -32,10 +32,12 @@ from .nb06 import (
 )
 from .nb07 import check_masked_softmax
 from .nb08 import check_beam_step
+from .nb10 import check_causal_mask, check_scaled_dot_product_attention
 
 __all__ = [
     "EXERCISES", "Exercise", "answer_source", "bleu_counts", "bleu_from_counts", "bleu_from_scratch",
-    "brevity_penalty", "check_beam_step",
+    "brevity_penalty", "check_beam_step", "check_causal_mask",
+    "check_scaled_dot_product_attention",
     "check_bleu", "check_build_vocab", "check_greedy_decode", "check_gru_step",
     "check_masked_loss", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
     "get_exercise", "sacrebleu_on_tokens", "stub_source",
