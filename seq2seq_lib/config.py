@@ -250,12 +250,14 @@ def transformer_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:
     (``--max-minutes 10`` is its natural use; the epochs only bound it).
 
     The demo's data (one character per Chinese token); 3 + 3 pre-norm layers of size 256 with 4
-    heads; a linear warm-up to lr 1e-3, then the inverse-sqrt decay; label smoothing 0.1.
+    heads, dropout 0.1; a linear warm-up over 100 steps to lr 1e-3, then the inverse-sqrt decay;
+    label smoothing 0.1. On HSK, in 3-minute runs on a loaded CPU, warm-up 100 / dropout 0.1 did
+    better than warm-up 300 / dropout 0.1 and warm-up 100 / dropout 0.3 (validation BLEU).
     """
     return (DataConfig(min_freq=1, zh_tokens="char"),
             ModelConfig(arch="transformer", d_model=256, n_heads=4, ff_dim=1024, n_layers=3,
-                        dropout=0.3),
-            TrainConfig(epochs=100, lr=1e-3, lr_schedule="inverse_sqrt", warmup_steps=300,
+                        dropout=0.1),
+            TrainConfig(epochs=100, lr=1e-3, lr_schedule="inverse_sqrt", warmup_steps=100,
                         label_smoothing=0.1))
 
 
