@@ -6,12 +6,13 @@ each sub-layer, one more at the end of each stack), which trains without a long 
 Tensors stay in the library's layout, [len, batch, d_model].
 
 The decoder keeps the interface of :class:`~seq2seq_lib.interface.DecoderBase`, so ``fit``, the
-Trainer, greedy and beam search and the Translator use it unchanged. Its "hidden" is the
-*prefix*: the target ids read so far, [steps, batch] (indexed by sentence on dim 1, like a GRU's
-[n_layers, batch, hid], so beam search reorders it the same way). Each call appends its inputs
-to the prefix and runs the layers over all of it under the causal mask, returning the states
-of the new positions only: one step of decoding costs a pass over the whole prefix, the price
-of a decoder without recurrence (a training step, in return, reads all positions at once).
+Trainer, greedy and beam search and the Translator use it unchanged. Its "hidden" is what it
+has read so far: for every past position, the input of every layer, [past, batch, n_layers,
+d_model] (indexed by sentence on dim 1, like a GRU's [n_layers, batch, hid], so beam search
+reorders it the same way; empty, [0, batch], before the first word). A call computes only its
+new positions, layer by layer: their queries attend to the past layer inputs (a cache from
+which each layer's keys and values are recomputed) and to themselves under the causal mask.
+Teacher forcing reads all positions in one call, exactly as ``nn.TransformerDecoderLayer``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 from .interface import DecoderBase, Encoded
 
 __all__ = ["TransformerDecoder", "TransformerEncoder", "causal_mask", "cross_attention_maps",
-           "sinusoidal_positions"]
+           "decoder_layer", "sinusoidal_positions"]
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | str | None = None
@@ -64,11 +65,11 @@ class _Embed(nn.Module):
         self.scale = math.sqrt(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        # ids: [len, batch] → [len, batch, d_model]
+    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        # ids: [len, batch] at positions start, start + 1, ... → [len, batch, d_model]
         x = self.embedding(ids) * self.scale
-        x = x + sinusoidal_positions(ids.shape[0], x.shape[-1], ids.device).unsqueeze(1)
-        return self.dropout(x)
+        pe = sinusoidal_positions(start + ids.shape[0], x.shape[-1], ids.device)[start:]
+        return self.dropout(x + pe.unsqueeze(1))
 
 
 class TransformerEncoder(nn.Module):
@@ -93,8 +94,8 @@ class TransformerEncoder(nn.Module):
         mask = (src != self.pad_id).t()  # [batch, src_len], True at real words
         outputs = self.layers(self.embed(src), src_key_padding_mask=~mask)  # [src_len, batch, d]
         outputs = outputs.masked_fill(~mask.t().unsqueeze(-1), 0.0)
-        prefix = src.new_zeros((0, src.shape[1]))  # [0, batch]: the decoder has read nothing
-        return Encoded(outputs, prefix, mask)
+        nothing = outputs.new_zeros((0, src.shape[1]))  # [0, batch]: the decoder read nothing
+        return Encoded(outputs, nothing, mask)
 
 
 class TransformerDecoder(DecoderBase):
@@ -117,21 +118,47 @@ class TransformerDecoder(DecoderBase):
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, enc: Encoded
                 ) -> tuple[torch.Tensor, torch.Tensor, None]:
-        """Read ``inputs`` after the prefix ``hidden``.
+        """Read ``inputs`` after the positions ``hidden`` holds.
 
         :param inputs: [steps, batch] target ids (all of them in training, one when decoding).
-        :param hidden: [past, batch] the ids read before (empty at the start).
+        :param hidden: [past, batch, n_layers, d_model] every layer's inputs at the positions
+            read before ([0, batch] at the start).
         :param enc: encoder outputs [src_len, batch, d_model] and mask [batch, src_len].
-        :return: states [steps, batch, d_model] of the new positions, the longer prefix
-            [past + steps, batch], and None (no attention weights: see
+        :return: states [steps, batch, d_model] of the new positions, hidden grown to
+            [past + steps, batch, n_layers, d_model], and None (no attention weights: see
             :func:`cross_attention_maps`).
         """
-        prefix = torch.cat([hidden, inputs], dim=0)  # [past + steps, batch]
-        n = prefix.shape[0]
-        states = self.layers(self.embed(prefix), enc.outputs,
-                             tgt_mask=causal_mask(n, prefix.device), tgt_is_causal=True,
-                             memory_key_padding_mask=~enc.mask)  # [n, batch, d_model]
-        return states[n - inputs.shape[0]:], prefix, None
+        past = hidden.shape[0]
+        x = self.embed(inputs, start=past)  # [steps, batch, d_model]
+        inputs_per_layer = []
+        for i, layer in enumerate(self.layers.layers):
+            inputs_per_layer.append(x)
+            seen = x if past == 0 else torch.cat([hidden[:, :, i].to(x.dtype), x])
+            x = decoder_layer(layer, x, seen, enc)
+        new = torch.stack(inputs_per_layer, dim=2)  # [steps, batch, n_layers, d_model]
+        hidden = new if past == 0 else torch.cat([hidden, new.to(hidden.dtype)])
+        return self.layers.norm(x), hidden, None
+
+
+def decoder_layer(layer: nn.TransformerDecoderLayer, x: torch.Tensor, seen: torch.Tensor,
+                  enc: Encoded) -> torch.Tensor:
+    """One pre-norm ``nn.TransformerDecoderLayer`` (its own sub-modules, in its order) for the
+    last ``len(x)`` of the positions ``seen``; on all of them it equals ``layer(...)`` with the
+    causal mask.
+
+    :param x: [n, batch, d] this layer's input at the new positions.
+    :param seen: [past + n, batch, d] its input at every position so far (``x`` at the end).
+    """
+    n, total = x.shape[0], seen.shape[0]
+    hide = torch.ones(n, total, dtype=torch.bool, device=x.device).triu(total - n + 1)
+    h = layer.norm1(seen)  # keys and values: every position so far; queries: the new ones
+    x = x + layer.dropout1(layer.self_attn(h[total - n:], h, h, attn_mask=hide,
+                                           need_weights=False)[0])
+    x = x + layer.dropout2(layer.multihead_attn(layer.norm2(x), enc.outputs, enc.outputs,
+                                                key_padding_mask=~enc.mask,
+                                                need_weights=False)[0])
+    ff = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(x)))))
+    return x + layer.dropout3(ff)
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ from seq2seq_lib.transformer import (
     TransformerDecoder,
     causal_mask,
     cross_attention_maps,
+    decoder_layer,
     sinusoidal_positions,
 )
 
@@ -45,8 +46,9 @@ def test_shapes_and_the_empty_prefix():
     assert enc.outputs.shape == (7, 3, 32) and enc.mask.shape == (3, 7)
     assert enc.hidden.shape == (0, 3)  # nothing read yet, indexed by sentence on dim 1
     assert enc.outputs[5:, 0].abs().max() == 0 and enc.outputs[3:, 2].abs().max() == 0
-    states, prefix, attn = model.decoder(trg, enc.hidden, enc)
-    assert states.shape == (6, 3, 32) and attn is None and torch.equal(prefix, trg)
+    states, hidden, attn = model.decoder(trg, enc.hidden, enc)
+    assert states.shape == (6, 3, 32) and attn is None
+    assert hidden.shape == (6, 3, 2, 32)  # every layer's input at every position read
     assert model(src, lens, trg).shape == (5, 3, 25)
     assert model(src, lens, trg, pad_id=PAD).shape == (15, 25)
 
@@ -91,7 +93,24 @@ def test_one_step_at_a_time_equals_the_teacher_forced_pass():
         state, hidden, _ = model.decoder(trg[t : t + 1], hidden, enc)
         steps.append(state[0])
     torch.testing.assert_close(torch.stack(steps), full, atol=1e-5, rtol=1e-4)
-    assert torch.equal(hidden, trg)
+    torch.testing.assert_close(hidden, model.decoder(trg, enc.hidden, enc)[1], atol=1e-5,
+                               rtol=1e-4)
+
+
+def test_the_layer_by_layer_pass_is_torchs_own_decoder():
+    """``decoder_layer`` on all positions equals ``nn.TransformerDecoder`` with the causal mask."""
+    model = tiny_model()
+    src, lens, trg = batch()
+    enc = model.encode(src, lens)
+    decoder = model.decoder
+    x = decoder.embed(trg)
+    theirs = decoder.layers(x, enc.outputs, tgt_mask=causal_mask(6), tgt_is_causal=True,
+                            memory_key_padding_mask=~enc.mask)
+    torch.testing.assert_close(decoder(trg, enc.hidden, enc)[0], theirs, atol=1e-5, rtol=1e-4)
+    layer = decoder.layers.layers[0]
+    torch.testing.assert_close(decoder_layer(layer, x, x, enc),
+                               layer(x, enc.outputs, tgt_mask=causal_mask(6), tgt_is_causal=True,
+                                     memory_key_padding_mask=~enc.mask), atol=1e-5, rtol=1e-4)
 
 
 def test_beam_one_is_greedy_and_beams_reorder_the_prefix():
