@@ -6,11 +6,16 @@ from .attention import AttentionDecoder
 from .config import ModelConfig
 from .interface import DecoderBase
 from .models import Decoder, Encoder, Seq2Seq
+from .transformer import TransformerDecoder, TransformerEncoder
 
 
 def build_model(cfg: ModelConfig, src_vocab_size: int, trg_vocab_size: int,
                 pad_id: int = 1) -> Seq2Seq:
     """A :class:`Seq2Seq` whose embedding and output sizes come from the vocabularies."""
+    if cfg.arch == "transformer":
+        sizes = (cfg.d_model, cfg.n_heads, cfg.ff_dim, cfg.n_layers, cfg.dropout)
+        return Seq2Seq(TransformerEncoder(src_vocab_size, *sizes, pad_id=pad_id),  # type: ignore[arg-type]
+                       TransformerDecoder(trg_vocab_size, *sizes, pad_id=pad_id))
     encoder = Encoder(src_vocab_size, cfg.emb_dim, cfg.hid_dim, cfg.n_layers, cfg.dropout,
                       bidirectional=cfg.bidirectional, pad_id=pad_id)
     if cfg.attention == "none":

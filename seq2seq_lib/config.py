@@ -135,6 +135,13 @@ class ModelConfig:
     bidirectional: bool = setting(False, "bidirectional encoder")
     attention: Literal["none", "bahdanau", "dot", "general"] = setting(
         "none", "attention over the source words")
+    arch: Literal["gru", "transformer"] = setting(
+        "gru", "the architecture: gru = the lesson's recurrent encoder-decoder (emb/hid dims, "
+               "--attention); transformer = self-attention layers (--d-model, --n-heads, "
+               "--ff-dim; --n-layers each side)")
+    d_model: int = setting(256, "transformer: the size of every position's vector")
+    n_heads: int = setting(4, "transformer: attention heads per layer (must divide --d-model)")
+    ff_dim: int = setting(1024, "transformer: hidden size of each layer's feed-forward part")
 
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hid_dim", "n_layers"):
@@ -142,6 +149,13 @@ class ModelConfig:
         _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)
         _check(self.attention in ("none", "bahdanau", "dot", "general"), "attention",
                "must be none, bahdanau, dot or general", self.attention)
+        _check(self.arch in ("gru", "transformer"), "arch", "must be gru or transformer",
+               self.arch)
+        for name in ("d_model", "n_heads", "ff_dim"):
+            _check(getattr(self, name) >= 1, name, "must be at least 1", getattr(self, name))
+        if self.d_model % self.n_heads:
+            raise ConfigError("d_model", f"must be a multiple of n_heads ({self.n_heads}), got "
+                                         f"{self.d_model}", also=("n_heads",))
 
 
 @dataclass
@@ -179,10 +193,18 @@ class TrainConfig:
                                   "(0: once per epoch)", metavar="N")
     # learning-rate schedule: "plateau" multiplies lr by lr_factor after lr_patience + 1
     # validations in a row without a new best (torch's ReduceLROnPlateau)
-    lr_schedule: Literal["none", "plateau"] = setting(
+    # "inverse_sqrt" (the Transformer's, Vaswani et al. 2017): lr * step / warmup_steps for the
+    # first warmup_steps optimizer steps, then lr * sqrt(warmup_steps / step)
+    lr_schedule: Literal["none", "plateau", "inverse_sqrt"] = setting(
         "none", "plateau: multiply the learning rate by --lr-factor when the best metric stops "
-                "improving")
+                "improving; inverse_sqrt: rise linearly to --lr over --warmup-steps steps, then "
+                "fall as 1/sqrt(step)")
     lr_factor: float = setting(0.5, "plateau factor")
+    warmup_steps: int = setting(4000, "inverse_sqrt: optimizer steps of the linear warm-up",
+                                metavar="N")
+    label_smoothing: float = setting(
+        0.0, "training loss: give this share of each target's probability to the other words "
+             "(0 = plain cross-entropy; the validation loss is always plain)")
     lr_patience: int = setting(0, "plateau: validations without improvement tolerated before "
                                   "each cut", metavar="N")
     patience: int = setting(0, "early stopping: end after N validations without a new best "
@@ -221,8 +243,11 @@ class TrainConfig:
                "must be auto, fp32, bf16 or fp16", self.precision)
         _check(self.valid_every >= 0, "valid_every", "must be 0 (per epoch) or positive",
                self.valid_every)
-        _check(self.lr_schedule in ("none", "plateau"), "lr_schedule", "must be none or plateau",
-               self.lr_schedule)
+        _check(self.lr_schedule in ("none", "plateau", "inverse_sqrt"), "lr_schedule",
+               "must be none, plateau or inverse_sqrt", self.lr_schedule)
+        _check(self.warmup_steps >= 1, "warmup_steps", "must be at least 1", self.warmup_steps)
+        _check(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)",
+               self.label_smoothing)
         _check(0 < self.lr_factor < 1, "lr_factor", "must be between 0 and 1", self.lr_factor)
         _check(self.lr_patience >= 0, "lr_patience", "must be 0 or more", self.lr_patience)
         _check(self.patience >= 0, "patience", "must be 0 (off) or more", self.patience)
@@ -260,6 +285,22 @@ def demo_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:
             ModelConfig(emb_dim=256, hid_dim=512, n_layers=1, dropout=0.5, bidirectional=True,
                         attention="bahdanau"),
             TrainConfig(epochs=14, lr=1e-3))
+
+
+def transformer_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """What ``train --preset transformer`` trains: a Transformer sized for a few CPU minutes
+    (``--max-minutes 10`` is its natural use; the epochs only bound it).
+
+    The demo's data (one character per Chinese token); 3 + 3 pre-norm layers of size 256 with 4
+    heads, dropout 0.1; a linear warm-up over 100 steps to lr 1e-3, then the inverse-sqrt decay;
+    label smoothing 0.1. On HSK, in 3-minute runs on a loaded CPU, warm-up 100 / dropout 0.1 did
+    better than warm-up 300 / dropout 0.1 and warm-up 100 / dropout 0.3 (validation BLEU).
+    """
+    return (DataConfig(min_freq=1, zh_tokens="char"),
+            ModelConfig(arch="transformer", d_model=256, n_heads=4, ff_dim=1024, n_layers=3,
+                        dropout=0.1),
+            TrainConfig(epochs=100, lr=1e-3, lr_schedule="inverse_sqrt", warmup_steps=100,
+                        label_smoothing=0.1))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def shrink(data_cfg: DataConfig, model_cfg: ModelConfig, train_cfg: TrainConfig,
     if not (fast_mode() if fast is None else fast):
         return data_cfg, model_cfg, train_cfg
     return (replace(data_cfg, limit=min(data_cfg.limit or 400, 400), valid_frac=0.1, test_frac=0.1),
-            replace(model_cfg, emb_dim=32, hid_dim=48),
+            replace(model_cfg, emb_dim=32, hid_dim=48, d_model=32, ff_dim=64),
             replace(train_cfg, epochs=min(train_cfg.epochs, 2)))
 
 

@@ -39,19 +39,27 @@ def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.o
 
 
 def batch_loss(model: nn.Module, batch: Batch, teacher_forcing_ratio: float = 1.0,
-               pad_id: int = Vocab.pad_id) -> tuple[torch.Tensor, int]:
+               pad_id: int = Vocab.pad_id, label_smoothing: float = 0.0
+               ) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy of ``batch`` and the number of target tokens it covers.
 
     Row t of the decoder output is scored against ``trg[t + 1]``; ``<pad>`` positions are
     ignored. The model is called once, as a whole (``Seq2Seq.forward`` with ``pad_id``
     returns the logits of the real target words only), so ``model`` may also be a
     ``DistributedDataParallel`` wrapper of a :class:`Seq2Seq`.
+
+    :param label_smoothing: the target distribution puts ``1 - label_smoothing`` on the right
+        word and spreads ``label_smoothing`` evenly over the whole vocabulary (Szegedy et al.,
+        2016; torch's ``cross_entropy(label_smoothing=)``), so the model is never pushed
+        towards certainty. 0 is plain cross-entropy.
     """
     target = batch.trg[1:]  # [trg_len - 1, batch]
     mask = target != pad_id
     logits = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio,
                    pad_id=pad_id)  # [n_tokens, trg_vocab]
-    return nn.functional.cross_entropy(logits.float(), target[mask]), batch.loss_tokens(pad_id)
+    loss = nn.functional.cross_entropy(logits.float(), target[mask],
+                                       label_smoothing=label_smoothing)
+    return loss, batch.loss_tokens(pad_id)
 
 
 class RunningSum:

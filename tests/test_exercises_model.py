@@ -9,10 +9,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from seq2seq_lib import Encoded
-from seq2seq_lib.exercises import all_exercises, answer_source, exercise_for_cell, stub_source
+from seq2seq_lib.exercises import EXERCISES, answer_source, exercise_for_cell, stub_source
 from seq2seq_lib.exercises.keep import cell_source, kept_solution
 
-ALL = all_exercises()
+ALL = EXERCISES
 EncoderAnswer = ALL["encoder"].answer
 DecoderAnswer = ALL["decoder"].answer
 Seq2SeqAnswer = ALL["seq2seq"].answer

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from seq2seq_lib import ModelConfig, Seq2Seq, TrainConfig, Translator, build_model, set_seed
-from seq2seq_lib.exercises import all_exercises, answer_source, learner_model, train_learner_model
+from seq2seq_lib.exercises import EXERCISES, answer_source, learner_model, train_learner_model
 from seq2seq_lib.exercises.keep import kept_solution, solutions_dir
 
-ALL = all_exercises()
+ALL = EXERCISES
 CFG = ModelConfig(emb_dim=8, hid_dim=12, n_layers=2, dropout=0.1)
 NAMES = {"encoder": "MyEncoder", "decoder": "MyDecoder", "seq2seq": "MySeq2Seq"}
 

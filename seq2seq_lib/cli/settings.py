@@ -16,10 +16,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, DataConfig, ModelConfig, TrainConfig, demo_configs
+from ..config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    demo_configs,
+    transformer_configs,
+)
 from .flags import SECTIONS, Setting, Values, describe, flag_of, setting, settings
 
-PRESETS = ("lesson", "demo")
+PRESETS = ("lesson", "demo", "transformer")
+PRESET_CONFIGS = {"demo": demo_configs, "transformer": transformer_configs}
 SOURCE_PATHS = {"parallel": ("src_path", "trg_path"), "tsv": ("tsv_path",), "hsk": ()}
 # the command line puts the last state beside checkpoint_path: a file does not choose it
 NOT_IN_FILES = {("train", "last_checkpoint_path")}
@@ -58,8 +66,8 @@ def configs_layer(origin: str, configs: Configs) -> Layer:
 def preset_layer(name: str) -> Layer:
     """The values in which preset ``name`` differs from the dataclass defaults."""
     layer = Layer(f"preset {name}")
-    if name == "demo":
-        for section, cfg in zip(SECTIONS, demo_configs()):
+    if name in PRESET_CONFIGS:
+        for section, cfg in zip(SECTIONS, PRESET_CONFIGS[name]()):
             default = asdict(type(cfg)())
             layer.values[section] = {k: v for k, v in asdict(cfg).items() if default[k] != v}
     return layer

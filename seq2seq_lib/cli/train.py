@@ -49,9 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "the config fields (MODEL.config.yaml, written by every run, repeats it); "
                         "flags given here win")
     g.add_argument("--preset", choices=PRESETS,
-                   help="starting values for every setting: the lesson's (default) or the model "
+                   help="starting values for every setting: the lesson's (default), the model "
                         "'make demo' trains (characters, bidirectional encoder, attention, 14 "
-                        "epochs); --config and flags still win")
+                        "epochs) or a Transformer for --max-minutes 10 (transformer); --config "
+                        "and flags still win")
     g.add_argument("--resume", metavar="CKPT",
                    help="continue training from this checkpoint, with its vocabularies and data "
                         "and model settings (training flags given here still apply), writing to "

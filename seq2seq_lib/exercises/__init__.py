@@ -12,10 +12,7 @@ solution with the same name, so a test can swap one for the other and expect a p
 from .display import Folded, show_answer, show_folded
 from .harness import (
     EXERCISES,
-    NOT_YET_IN_NOTEBOOKS,
-    PENDING,
     Exercise,
-    all_exercises,
     answer_source,
     exercise_for_cell,
     get_exercise,
@@ -41,13 +38,19 @@ from .nb07 import check_masked_softmax
 from .nb07_attention import check_additive_attention, check_attention_decoder
 from .nb08 import check_beam_step
 from .nb09 import check_apply_bpe, check_learn_bpe
+from .nb10 import check_causal_mask, check_scaled_dot_product_attention
 
 __all__ = [
-    "EXERCISES", "NOT_YET_IN_NOTEBOOKS", "PENDING", "Exercise", "Folded", "all_exercises",
-    "show_answer", "show_folded", "answer_source", "bleu_counts", "bleu_from_counts", "bleu_from_scratch",
-    "brevity_penalty", "check_additive_attention", "check_attention_decoder", "check_beam_step", "check_decoder", "check_encoder", "check_seq2seq",
-    "check_bleu", "check_build_vocab", "check_greedy_decode", "check_gru_step",
-    "check_masked_loss", "check_train_epoch", "check_translate_sentence", "learner_model", "train_learner_model", "check_masked_softmax", "check_pad_batch", "exercise_for_cell",
-    "get_exercise", "sacrebleu_on_tokens", "stub_source",
-    "check_learn_bpe", "check_apply_bpe",
+    # the registry and the harness
+    "EXERCISES", "Exercise", "Folded", "answer_source", "exercise_for_cell", "get_exercise",
+    "show_answer", "show_folded", "stub_source",
+    # the checkers, in notebook order
+    "check_build_vocab", "check_pad_batch", "check_gru_step", "check_encoder", "check_decoder",
+    "check_seq2seq", "check_masked_loss", "check_train_epoch", "check_greedy_decode",
+    "check_bleu", "check_translate_sentence", "check_masked_softmax", "check_additive_attention",
+    "check_attention_decoder", "check_beam_step", "check_learn_bpe", "check_apply_bpe",
+    "check_scaled_dot_product_attention", "check_causal_mask",
+    # what notebooks 05 and 06 use besides their checkers
+    "learner_model", "train_learner_model", "bleu_counts", "bleu_from_counts",
+    "bleu_from_scratch", "brevity_penalty", "sacrebleu_on_tokens",
 ]

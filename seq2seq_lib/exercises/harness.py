@@ -251,35 +251,23 @@ class Exercise:
 
 
 EXERCISES: dict[str, Exercise] = {}  # filled by the notebooks' modules, in notebook order
-# Written and tested, but not yet in their notebook: the test harness does not expect them there
-# (tests/test_notebooks.py reads EXERCISES). Remove a name once its notebook has the two cells.
-NOT_YET_IN_NOTEBOOKS = frozenset({"encoder", "decoder", "seq2seq", "train_epoch",
-                                  "translate_sentence", "additive_attention",
-                                  "attention_decoder"})
-PENDING: dict[str, Exercise] = {}  # those exercises, as they are registered
 
 
 def register(*exercises: Exercise) -> None:
-    """Add exercises to :data:`EXERCISES` (or :data:`PENDING`); each notebook's module does,
-    when it is imported."""
+    """Add exercises to :data:`EXERCISES`; each notebook's module does, when it is imported."""
     for ex in exercises:
-        if ex.name in EXERCISES or ex.name in PENDING:
+        if ex.name in EXERCISES:
             raise ValueError(f"exercise {ex.name!r} is registered twice")
-        (PENDING if ex.name in NOT_YET_IN_NOTEBOOKS else EXERCISES)[ex.name] = ex
-
-
-def all_exercises() -> dict[str, Exercise]:
-    """Every registered exercise, those not yet in a notebook included."""
-    return {**EXERCISES, **PENDING}
+        EXERCISES[ex.name] = ex
 
 
 def get_exercise(name: str) -> Exercise:
     """The exercise called ``name`` (``"build_vocab"``) or whose function is ``name``
     (``"my_build_vocab"``)."""
-    for ex in all_exercises().values():
+    for ex in EXERCISES.values():
         if name in (ex.name, ex.function):
             return ex
-    known = ", ".join(f"{ex.name} ({ex.function})" for ex in all_exercises().values())
+    known = ", ".join(f"{ex.name} ({ex.function})" for ex in EXERCISES.values())
     raise KeyError(f"no exercise {name!r}; the exercises are: {known}")
 
 
@@ -315,7 +303,7 @@ def exercise_for_cell(source: str) -> Exercise | None:
     A test harness replaces such a cell's source with :func:`answer_source` and expects the
     next cell's check to pass.
     """
-    for ex in all_exercises().values():
+    for ex in EXERCISES.values():
         if re.search(rf"^\s*(?:def|class) {ex.function}\b\s*[(:]", source, flags=re.MULTILINE):
             return ex
     return None

@@ -3,30 +3,66 @@ learning-rate schedule. Their states go into every checkpoint and come back on r
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
 from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
 from ..config import TrainConfig
 from ..device import PrecisionChoice, autocast
 from ..train import LossFn, make_optimizer
 
 
+def inverse_sqrt(step: int, warmup_steps: int) -> float:
+    """The factor of the learning rate before optimizer step ``step + 1`` (``step`` done):
+    ``(step + 1) / warmup_steps`` while warming up, then ``sqrt(warmup_steps / (step + 1))``.
+
+    The peak, 1, is reached at step ``warmup_steps``. It is Vaswani et al.'s schedule
+    ``d_model^-0.5 * min(s^-0.5, s * warmup^-1.5)`` scaled so that its peak is ``--lr``.
+    """
+    s = step + 1
+    return min(s / warmup_steps, math.sqrt(warmup_steps / s))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig
+                   ) -> ReduceLROnPlateau | LRScheduler | None:
+    """The schedule ``cfg.lr_schedule`` names: plateau (steps at validations), inverse_sqrt
+    (steps after every optimizer step), or None."""
+    if cfg.lr_schedule == "plateau":
+        return ReduceLROnPlateau(optimizer, "min" if cfg.best_by == "loss" else "max",
+                                 cfg.lr_factor, cfg.lr_patience)
+    if cfg.lr_schedule == "inverse_sqrt":
+        return LambdaLR(optimizer, functools.partial(inverse_sqrt,
+                                                     warmup_steps=cfg.warmup_steps))
+    return None
+
+
+def smoothed(loss_fn: LossFn, label_smoothing: float) -> LossFn:
+    """``loss_fn`` with ``label_smoothing`` passed on (unchanged when it is 0)."""
+    if label_smoothing == 0:
+        return loss_fn
+    if "label_smoothing" not in inspect.signature(loss_fn).parameters:
+        raise ValueError(f"label_smoothing is {label_smoothing}, but the loss function "
+                         f"{getattr(loss_fn, '__name__', loss_fn)!r} takes no label_smoothing")
+    return functools.partial(loss_fn, label_smoothing=label_smoothing)
+
+
 class Updater:
-    """Adam (with PyTorch's fused kernel), one gradient scaler for a whole fp16 run, and the
-    plateau schedule when ``cfg.lr_schedule`` asks for it."""
+    """Adam (with PyTorch's fused kernel), one gradient scaler for a whole fp16 run, the
+    schedule ``cfg.lr_schedule`` asks for, and the loss with ``cfg.label_smoothing``."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device,
                  precision: PrecisionChoice, loss_fn: LossFn):
         self.model, self.cfg, self.device, self.precision = model, cfg, device, precision
-        self.loss_fn = loss_fn
+        self.loss_fn = smoothed(loss_fn, cfg.label_smoothing)
         self.optimizer = make_optimizer(model, cfg.lr, device)
         self.scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
-        self.scheduler = (ReduceLROnPlateau(self.optimizer, "min" if cfg.best_by == "loss"
-                                            else "max", cfg.lr_factor, cfg.lr_patience)
-                          if cfg.lr_schedule == "plateau" else None)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.per_step = isinstance(self.scheduler, LambdaLR)
 
     @property
     def lr(self) -> float:
@@ -72,10 +108,12 @@ class Updater:
             self.scaler.update()
         else:
             self.optimizer.step()
+        if self.per_step:  # inverse_sqrt: once per optimizer step
+            self.scheduler.step()  # type: ignore[union-attr]
 
     def schedule(self, metric: float) -> None:
         """Tell the schedule a validation's metric (it may cut the learning rate)."""
-        if self.scheduler is not None:
+        if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(metric)
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -91,6 +129,13 @@ class Updater:
                     group["lr"] = self.cfg.lr
         if self.scaler is not None and ckpt.get("scaler_state"):
             self.scaler.load_state_dict(ckpt["scaler_state"])
-        saved = ckpt.get("trainer_state") or {}
-        if self.scheduler is not None and saved.get("scheduler"):
-            self.scheduler.load_state_dict(saved["scheduler"])
+        saved = (ckpt.get("trainer_state") or {}).get("scheduler")
+        # a schedule's state fits only the same kind of schedule (a plateau one has a "mode")
+        if self.scheduler is not None and saved and (
+                ("mode" in saved) == isinstance(self.scheduler, ReduceLROnPlateau)):
+            self.scheduler.load_state_dict(saved)
+            if self.per_step:  # the step count comes back; the peak is this run's --lr
+                factor = inverse_sqrt(self.scheduler.last_epoch, self.cfg.warmup_steps)
+                self.scheduler.base_lrs = [self.cfg.lr for _ in self.optimizer.param_groups]
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.cfg.lr * factor
