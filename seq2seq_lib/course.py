@@ -286,29 +286,21 @@ def show_source(*objects: Any) -> Any:
                 language="python")
 
 
-def show_folded(*objects: Any, summary: str = "展开看库里的实现") -> Any:
-    """Like :func:`show_source`, folded (an HTML ``<details>`` the learner opens on purpose):
-    the library's version of what an exercise just asked for, shown only after it."""
-    from IPython.display import HTML
-
-    source = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
-    return HTML(f"<details><summary>{html.escape(summary)}</summary>"
-                f"<pre><code>{html.escape(source)}</code></pre></details>")
-
-
 VERDICTS = {"better": "显著更好", "tie": "分不出", "worse": "显著更差"}
 
 
-def verdict(result: PairedBootstrap, name_b: str = "b", name_a: str = "a") -> str:
+def verdict(result: PairedBootstrap, name_b: str = "b", name_a: str = "a",
+            metric: str = "BLEU") -> str:
     """One computed conclusion from a paired bootstrap (b compared with a), in Chinese:
-    "显著更好" / "分不出" / "显著更差", with the interval it rests on."""
+    "显著更好" / "分不出" / "显著更差", with the interval it rests on (``metric``: what was
+    resampled, e.g. ``"chrF"`` for :func:`~seq2seq_lib.metrics.paired_bootstrap_chrf`)."""
     if result.low > 0:
         word = VERDICTS["better"]
     elif result.high < 0:
         word = VERDICTS["worse"]
     else:
         word = VERDICTS["tie"]
-    detail = (f"BLEU {result.bleu_b:.2f} 对 {result.bleu_a:.2f}，差 {result.delta:+.2f}，"
+    detail = (f"{metric} {result.bleu_b:.2f} 对 {result.bleu_a:.2f}，差 {result.delta:+.2f}，"
               f"95% 区间 [{result.low:+.2f}, {result.high:+.2f}]")
     if word == VERDICTS["tie"]:
         return f"{name_b} 和 {name_a} {word}（{detail}，区间包含 0）"

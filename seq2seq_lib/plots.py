@@ -59,9 +59,9 @@ def plot_history(history: Sequence[dict[str, float]], ax: Axes | None = None,
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 2.5" ticks
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy")
-    ax.set_title(title)
+    ax.set_title(title, fontfamily=font_families())
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(prop={"family": font_families()})  # names may be Chinese
     fig.tight_layout()
     return fig
 
@@ -177,9 +177,9 @@ def plot_length_histogram(lengths_by_name: dict[str, Sequence[int]], ax: Axes | 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("sentences")
-    ax.set_title(title)
+    ax.set_title(title, fontfamily=font_families())
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(prop={"family": font_families()})  # names may be Chinese
     fig.tight_layout()
     return fig
 
@@ -198,9 +198,9 @@ def plot_padding_share(batch_sizes: Sequence[int], shares_by_name: dict[str, Seq
     ax.set_xticks(range(len(batch_sizes)), [str(b) for b in batch_sizes])
     ax.set_xlabel("batch size")
     ax.set_ylabel("padding (% of positions)")
-    ax.set_title(title)
+    ax.set_title(title, fontfamily=font_families())
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    ax.legend(prop={"family": font_families()})  # names may be Chinese
     fig.tight_layout()
     return fig
 
@@ -226,9 +226,9 @@ def plot_unk_curve(sizes: Sequence[int], rates: Sequence[float], reachable: int 
     ax.set_xscale("log")
     ax.set_xlabel("vocabulary size (log scale)")
     ax.set_ylabel("<unk> (% of valid tokens)")
-    ax.set_title(title)
+    ax.set_title(title, fontfamily=font_families())
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(prop={"family": font_families()})  # names may be Chinese
     fig.tight_layout()
     return fig
 
@@ -250,9 +250,9 @@ def plot_bleu_by_length(labels: Sequence[str], bleu_by_name: dict[str, Sequence[
     ax.set_xticks(range(len(labels)), ticks, fontfamily=font_families())
     ax.set_xlabel("source length (Chinese tokens)")
     ax.set_ylabel("BLEU")
-    ax.set_title(title)
+    ax.set_title(title, fontfamily=font_families())
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    ax.legend(prop={"family": font_families()})  # names may be Chinese
     fig.tight_layout()
     return fig
 
@@ -267,7 +267,7 @@ def plot_beam_sizes(beam_sizes: Sequence[int], bleu_by_name: dict[str, Sequence[
     for k, (name, scores) in enumerate(bleu_by_name.items()):
         ax_bleu.plot(beam_sizes, scores, "o-", color=f"C{k}", label=name)
     ax_bleu.set_ylabel("BLEU")
-    ax_bleu.legend()
+    ax_bleu.legend(prop={"family": font_families()})
     ax_speed.plot(beam_sizes, sentences_per_s, "s-", color="C3")
     ax_speed.set_ylabel("sentences / second")
     ax_speed.set_ylim(bottom=0)

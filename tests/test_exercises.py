@@ -241,7 +241,7 @@ def test_pad_batch_rejects_typical_mistakes(capsys):
     out = rejects(check, pad_batch_major, "三句长度不同，最长的在最后", capsys)
     assert "形状应为 [6, 3]，得到 [3, 6]" in out
     rejects(check, pad_inverted_mask, "三句长度不同，最长的在最后", capsys)
-    rejects(check, pad_with_one, "pad_id 不是 1（用 0 补齐）", capsys)
+    rejects(check, pad_with_one, "pad_id 不是 1（用 0 填充）", capsys)
     out = rejects(check, pad_first_length, "三句长度不同，最长的在最后", capsys)
     assert "运行时出错 RuntimeError" in out
     out = rejects(check, lambda seqs, pad_id: ex_answer("pad_batch")(seqs, pad_id)[0],
@@ -280,9 +280,9 @@ def gru_swapped_mix(x, h, w_ih, w_hh, b_ih, b_hh):
 
 def test_gru_step_rejects_typical_mistakes(capsys):
     check = ex.check_gru_step
-    rejects(check, gru_gate_order_zrn, "第一步：零初始状态，批次 1，偏置为 0", capsys)
+    rejects(check, gru_gate_order_zrn, "第一步：零初始状态，批量 1，偏置为 0", capsys)
     rejects(check, gru_reset_outside_bias, "偏置较大", capsys)
-    out = rejects(check, gru_swapped_mix, "第一步：零初始状态，批次 1，偏置为 0", capsys)
+    out = rejects(check, gru_swapped_mix, "第一步：零初始状态，批量 1，偏置为 0", capsys)
     assert "个位置不同，最大相差" in out
 
 
@@ -332,17 +332,17 @@ def loss_naive_log(logits, trg, pad_id):
 
 def test_masked_loss_rejects_typical_mistakes(capsys):
     check = ex.check_masked_loss
-    rejects(check, loss_unshifted, "没有补齐，批次 1", capsys)
-    rejects(check, loss_lesson_shift, "没有补齐，批次 1", capsys)
-    rejects(check, loss_no_mask, "第二句较短，有补齐", capsys)
-    rejects(check, loss_per_sentence, "第二句较短，有补齐", capsys)
+    rejects(check, loss_unshifted, "没有填充，批量 1", capsys)
+    rejects(check, loss_lesson_shift, "没有填充，批量 1", capsys)
+    rejects(check, loss_no_mask, "第二句较短，有填充", capsys)
+    rejects(check, loss_per_sentence, "第二句较短，有填充", capsys)
     rejects(check, loss_drops_unk, "目标里有 <unk>（id 0）", capsys)
     rejects(check, loss_naive_log, "logits 很大（数值稳定性）", capsys)
-    out = rejects(check, lambda lg, t, p: ex_answer("masked_loss")(lg, t, p).item(), "没有补齐，批次 1",
+    out = rejects(check, lambda lg, t, p: ex_answer("masked_loss")(lg, t, p).item(), "没有填充，批量 1",
                   capsys)
     assert "应返回 torch.Tensor" in out
     out = rejects(check, lambda lg, t, p: ex_answer("masked_loss")(lg, t, p).detach(),
-                  "没有补齐，批次 1", capsys)
+                  "没有填充，批量 1", capsys)
     assert "断开了计算图" in out
 
 
@@ -514,16 +514,16 @@ def softmax_wrong_axis(scores, mask):
 
 def test_masked_softmax_rejects_typical_mistakes(capsys):
     check = ex.check_masked_softmax
-    rejects(check, lambda s, m: s.softmax(-1), "第二句有补齐", capsys)
-    rejects(check, softmax_then_zero, "第二句有补齐", capsys)
-    rejects(check, softmax_fill_zero, "第二句有补齐", capsys)
-    out = rejects(check, softmax_zero_renormalise, "补齐位置的分数最大", capsys)
+    rejects(check, lambda s, m: s.softmax(-1), "第二句有填充", capsys)
+    rejects(check, softmax_then_zero, "第二句有填充", capsys)
+    rejects(check, softmax_fill_zero, "第二句有填充", capsys)
+    out = rejects(check, softmax_zero_renormalise, "填充位置的分数最大", capsys)
     assert "nan" in out
-    rejects(check, softmax_manual_exp, "补齐位置的分数最大", capsys)
-    out = rejects(check, softmax_wrong_axis, "没有补齐", capsys)
+    rejects(check, softmax_manual_exp, "填充位置的分数最大", capsys)
+    out = rejects(check, softmax_wrong_axis, "没有填充", capsys)
     out = rejects(check, lambda s, m: ex_answer("masked_softmax")(s, m) + 1e-9 * (~m).unsqueeze(1),
-                  "第二句有补齐", capsys)
-    assert "补齐位置的权重应正好是 0" in out
+                  "第二句有填充", capsys)
+    assert "填充位置的权重应正好是 0" in out
 
 
 def test_masked_softmax_wrong_axis_without_an_error_is_caught(capsys):

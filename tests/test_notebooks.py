@@ -66,6 +66,7 @@ def test_committed_outputs_are_one_clean_run(path):
             assert out["output_type"] != "error", f"error output: {out.get('ename')}"
     text = path.read_text(encoding="utf-8")
     assert not MACHINE_PATH.search(text), "machine-specific path in the notebook"
+    assert "missing from font" not in text, "a figure drew Chinese text without the CJK font"
     assert "widgets" not in nb["metadata"]
     assert nb["cells"][0]["cell_type"] == "markdown"
     first = "".join(nb["cells"][0]["source"])

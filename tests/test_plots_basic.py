@@ -72,3 +72,15 @@ def test_history_ticks_are_whole_epochs():
     fig = plot_history(history)
     ticks = fig.axes[0].get_xticks()
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
+def test_chinese_series_names_and_titles_have_a_font(recwarn):
+    """The legend and the title use the CJK fallback too: names such as 注意力 drew empty boxes
+    (matplotlib warned "Glyph ... missing from font(s) DejaVu Sans")."""
+    fig = plot_bleu_by_length(["≤5", ">5"], {"GRU，无注意力": [3.0, 1.5], "+ 注意力": [6.0, 4.5]},
+                              counts=[10, 7], title="按源句长度的 BLEU")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    missing = [str(w.message) for w in recwarn if "missing from font" in str(w.message)]
+    assert not missing, missing[:2]

@@ -59,10 +59,10 @@ def _gru_weights(input_dim: int, hid_dim: int, bias_scale: float = 0.5) -> tuple
 def _gru_step_cases() -> list[_Case]:
     names = ("x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
     cases = [
-        _case("第一步：零初始状态，批次 1，偏置为 0", "h' = (1 − z) ⊙ n + z ⊙ h，h = 0 时只剩 "
+        _case("第一步：零初始状态，批量 1，偏置为 0", "h' = (1 − z) ⊙ n + z ⊙ h，h = 0 时只剩 "
               "(1 − z) ⊙ n；权重里门的顺序是 r、z、n。", names,
               (torch.randn(1, 3), torch.zeros(1, 4), *_gru_weights(3, 4, bias_scale=0.0))),
-        _case("非零状态，批次 3，偏置为 0", "门的顺序是 r、z、n：chunk(3) 的第一块是重置门 r。",
+        _case("非零状态，批量 3，偏置为 0", "门的顺序是 r、z、n：chunk(3) 的第一块是重置门 r。",
               names, (torch.randn(3, 3), torch.randn(3, 4), *_gru_weights(3, 4, bias_scale=0.0))),
         _case("偏置较大", "n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))：r 也乘在 b_hn 上。",
               names, (torch.randn(2, 3), torch.randn(2, 4), *_gru_weights(3, 4, bias_scale=2.0))),

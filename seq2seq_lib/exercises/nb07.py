@@ -31,7 +31,7 @@ def _padding_gets_zero(mask: torch.Tensor) -> Callable[[torch.Tensor], str | Non
         pad = ~mask.unsqueeze(1).expand_as(got)
         leak = got.detach()[pad].abs()
         if leak.numel() and bool((leak != 0).any()):
-            return f"补齐位置的权重应正好是 0，最大的是 {float(leak.max()):.3g}"
+            return f"填充位置的权重应正好是 0，最大的是 {float(leak.max()):.3g}"
         return None
 
     return extra
@@ -44,12 +44,12 @@ def _masked_softmax_cases() -> list[_Case]:
 
     big = torch.tensor([[[0.0, 0.0, 1000.0]], [[1.0, 2.0, 3.0]]])  # padding holds the top score
     return [
-        case("没有补齐", "就是普通的 softmax，每行和为 1。", torch.randn(2, 1, 3), [3, 3]),
-        case("第二句有补齐", "补齐位置（mask 为 False）的权重正好是 0，其余位置的和为 1。",
+        case("没有填充", "就是普通的 softmax，每行和为 1。", torch.randn(2, 1, 3), [3, 3]),
+        case("第二句有填充", "填充位置（mask 为 False）的权重正好是 0，其余位置的和为 1。",
              torch.randn(2, 2, 4), [4, 2]),
         case("有一句只有一个词（长度 1）", "只有一个真实位置时，它的权重是 1。",
              torch.randn(2, 2, 3), [3, 1]),
-        case("补齐位置的分数最大", "要在 softmax 之前屏蔽（设成 -inf）；先 softmax 再清零、"
+        case("填充位置的分数最大", "要在 softmax 之前屏蔽（设成 -inf）；先 softmax 再清零、"
              "或把 exp 乘上 mask，在这里都会得到 nan 或错值。",
              big, [2, 3]),
         case("分数很大（数值稳定性）", "不要自己算 exp：torch.softmax 会先减去最大值。",
@@ -62,7 +62,7 @@ def _masked_softmax_cases() -> list[_Case]:
 def check_masked_softmax(fn: Callable) -> bool:
     """Check ``fn(scores [batch, steps, src_len], mask [batch, src_len]) -> weights`` against
     :func:`~seq2seq_lib.attention.masked_softmax`; padded positions must be exactly 0."""
-    hint = ("把 mask 变成 [batch, 1, src_len]，用 masked_fill 把补齐位置（mask 为 False）的分数"
+    hint = ("把 mask 变成 [batch, 1, src_len]，用 masked_fill 把填充位置（mask 为 False）的分数"
             "设成 -inf，再在最后一维上做 torch.softmax。")
     return _check(fn, hint, _masked_softmax_cases, masked_softmax)
 
