@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sacrebleu.metrics import BLEU, BLEUScore
 
@@ -139,10 +140,19 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: S
     # per-sentence n-gram counts; corpus BLEU is a function of their sums
     stats_a = np.asarray(sentence_statistics(hyps_a, references, lowercase), dtype=np.int64)
     stats_b = np.asarray(sentence_statistics(hyps_b, references, lowercase), dtype=np.int64)
-    score = lambda stats: bleu_from_statistics(stats.tolist(), lowercase)
+    return _resampled(stats_a, stats_b, lambda stats: bleu_from_statistics(stats.tolist(), lowercase),
+                      samples, seed)
+
+
+def _resampled(stats_a: Any, stats_b: Any, score: Callable[[Any], float], samples: int,
+               seed: int) -> PairedBootstrap:
+    """The paired bootstrap over per-sentence statistics [sentences, k] of two systems, whose
+    column sums ``score`` turns into a corpus score: the same resampled sentences for both."""
+    import numpy as np
+
     a, b = score(stats_a.sum(0)), score(stats_b.sum(0))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(references), size=(samples, len(references)))
+    idx = rng.integers(0, len(stats_a), size=(samples, len(stats_a)))
     deltas = np.array([score(stats_b[i].sum(0)) - score(stats_a[i].sum(0)) for i in idx])
     low, high = np.percentile(deltas, [2.5, 97.5])
     return PairedBootstrap(a, b, b - a, float(low), float(high),
@@ -174,11 +184,6 @@ def paired_bootstrap_chrf(hyps_a: Sequence[str], hyps_b: Sequence[str],
     refs = [list(references)]
     stats_a = np.asarray(chrf._extract_corpus_statistics(list(hyps_a), refs), dtype=np.int64)
     stats_b = np.asarray(chrf._extract_corpus_statistics(list(hyps_b), refs), dtype=np.int64)
-    score = lambda stats: chrf._compute_score_from_stats(stats.tolist()).score
-    a, b = score(stats_a.sum(0)), score(stats_b.sum(0))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(references), size=(samples, len(references)))
-    deltas = np.array([score(stats_b[i].sum(0)) - score(stats_a[i].sum(0)) for i in idx])
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    return PairedBootstrap(a, b, b - a, float(low), float(high),
-                           float((deltas <= 0).mean()), samples)
+    return _resampled(stats_a, stats_b,
+                      lambda stats: chrf._compute_score_from_stats(stats.tolist()).score,
+                      samples, seed)

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from seq2seq_lib import ModelConfig, Translator, build_model, detokenize_en, set_seed, tokenize_zh
-from seq2seq_lib.exercises import all_exercises, answer_source
+from seq2seq_lib.exercises import EXERCISES, answer_source
 
-ALL = all_exercises()
+ALL = EXERCISES
 AttentionAnswer = ALL["additive_attention"].answer
 DecoderAnswer = ALL["attention_decoder"].answer
 

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from seq2seq_lib import Vocab
-from seq2seq_lib.exercises import all_exercises, answer_source
+from seq2seq_lib.exercises import EXERCISES, answer_source
 
-ALL = all_exercises()
+ALL = EXERCISES
 check = ALL["train_epoch"].check
 PAD = Vocab.pad_id
 
