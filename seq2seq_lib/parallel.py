@@ -97,7 +97,15 @@ def init_distributed(device_preference: str = "auto") -> tuple[DistContext, torc
     return DistContext(rank, world_size, local_rank, device), device
 
 
-def shutdown_distributed(ctx: DistContext) -> None:
-    """Leave the process group (a no-op for a single process)."""
+def shutdown_distributed(ctx: DistContext, finished: bool = False) -> None:
+    """Leave the process group (a no-op for a single process).
+
+    ``finished``: every process got to the end, so they first wait for each other. Otherwise a
+    process that is done early (the others still evaluate or write) tears down its gloo
+    connections while they are in use, and one of them can abort ("terminate called without
+    an active exception"). After an error there is no waiting: torchrun stops the others.
+    """
     if ctx.enabled and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

@@ -341,7 +341,7 @@ def test_learner_runs_trains_and_translates_in_jupyterlab(tmp_path):
                 kernel = _kernel_eval(lab, workdir / "runtime", TRAINING_NB, {
                     "prefix": "__import__('sys').prefix",
                     "lib": "__import__('seq2seq_lib').__file__",
-                    "fast": "FAST"})
+                    "fast": "__import__('seq2seq_lib.course', fromlist=['fast_mode']).fast_mode()"})
                 assert Path(kernel["prefix"]).resolve() == Path(sys.prefix).resolve(), (
                     f"the notebook kernel runs in {kernel['prefix']}, not in {sys.prefix}")
                 assert Path(kernel["lib"]).resolve().parent == REPO / "seq2seq_lib", kernel
@@ -429,7 +429,7 @@ def test_learner_runs_trains_and_translates_in_jupyterlab(tmp_path):
                     "history": "len(dashboard.result.history)",
                     "lr": "dashboard.panel.configs()[1].lr",
                     "batches": "dashboard.batch_bar.max",
-                    "expected_batches": f"len(make_loader(data.train, {BATCH_SIZE}, "
+                    "expected_batches": f"len(s2s.make_loader(data.train, {BATCH_SIZE}, "
                                         "seed=train_cfg.seed))",
                     "saved": "str(dashboard.result.checkpoint)"})
                 assert used["history"] == EPOCHS, used
