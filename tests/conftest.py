@@ -93,3 +93,13 @@ def attention_translator(tiny_data):
     data_cfg, data = tiny_data
     model, result, info, _ = train_tiny(data_cfg, data, epochs=40, model_cfg=ATTN_MODEL)
     return Translator(model, data.src_vocab, data.trg_vocab, data_cfg, info.model_cfg), result
+
+
+def rejects(check, answer, case_name: str, capsys) -> str:
+    """``check(answer)`` is False and its Chinese message names ``case_name`` with no traceback;
+    returns the message (the checkers' tests against typical wrong answers use it)."""
+    assert check(answer) is False
+    out = capsys.readouterr().out
+    assert f"「{case_name}」没有通过" in out, out
+    assert "Traceback" not in out
+    return out

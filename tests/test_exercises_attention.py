@@ -4,6 +4,7 @@ rejects the typical wrong answers and names the failing case."""
 
 import pytest
 import torch
+from conftest import rejects
 from torch import nn
 
 from seq2seq_lib import ModelConfig, Translator, build_model, detokenize_en, set_seed, tokenize_zh
@@ -19,12 +20,6 @@ def checkpoint_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("SEQ2SEQ_CHECKPOINTS", str(tmp_path))
 
 
-def rejects(check, fn, case_name: str, capsys) -> str:
-    assert check(fn) is False
-    out = capsys.readouterr().out
-    assert f"「{case_name}」没有通过" in out, out
-    assert "Traceback" not in out
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

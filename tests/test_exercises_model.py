@@ -5,6 +5,7 @@ import linecache
 
 import pytest
 import torch
+from conftest import rejects
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -24,13 +25,6 @@ def checkpoint_folder(tmp_path, monkeypatch):
     return tmp_path
 
 
-def rejects(check, cls, case_name: str, capsys) -> str:
-    """``check(cls)`` is False and its message names ``case_name``; returns the message."""
-    assert check(cls) is False
-    out = capsys.readouterr().out
-    assert f"「{case_name}」没有通过" in out, out
-    assert "Traceback" not in out
-    return out
 
 
 def as_cell(source: str, name: str, cell: str = "<ipython-input-1>"):

@@ -7,17 +7,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from conftest import rejects
 
 from seq2seq_lib.exercises import check_causal_mask, check_scaled_dot_product_attention
 from seq2seq_lib.exercises.nb10 import _attention_cases, answer_scaled_dot_product_attention
-
-
-def rejects(check, fn, case_name: str, capsys) -> str:
-    assert check(fn) is False
-    out = capsys.readouterr().out
-    assert f"「{case_name}」没有通过" in out, out
-    assert "Traceback" not in out
-    return out
 
 
 def no_scaling(q, k, v, mask=None):
