@@ -294,16 +294,11 @@ def verdict(result: PairedBootstrap, name_b: str = "b", name_a: str = "a",
     """One computed conclusion from a paired bootstrap (b compared with a), in Chinese:
     "显著更好" / "分不出" / "显著更差", with the interval it rests on (``metric``: what was
     resampled, e.g. ``"chrF"`` for :func:`~seq2seq_lib.metrics.paired_bootstrap_chrf`)."""
-    if result.low > 0:
-        word = VERDICTS["better"]
-    elif result.high < 0:
-        word = VERDICTS["worse"]
-    else:
-        word = VERDICTS["tie"]
     detail = (f"{metric} {result.bleu_b:.2f} 对 {result.bleu_a:.2f}，差 {result.delta:+.2f}，"
               f"95% 区间 [{result.low:+.2f}, {result.high:+.2f}]")
-    if word == VERDICTS["tie"]:
-        return f"{name_b} 和 {name_a} {word}（{detail}，区间包含 0）"
+    if result.low <= 0 <= result.high:
+        return f"{name_b} 和 {name_a} {VERDICTS['tie']}（{detail}，区间包含 0）"
+    word = VERDICTS["better" if result.low > 0 else "worse"]
     return f"{name_b} 比 {name_a} {word}（{detail}）"
 
 
