@@ -25,29 +25,23 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import resource
 import subprocess
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import measure  # noqa: E402 - bench/ is not a package
+
 REFERENCE = HERE.parent / "tests" / "reference_beam.py"
 MARK = "BENCH-DECODE "
 BATCH_ROWS = 128  # the Translator's default batch, shared by the beams of its sentences
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 def load_reference() -> Callable[..., Any] | None:
@@ -145,51 +139,10 @@ def same_results(translator, batches, reference, choice, max_len: int) -> bool:
 # ---------------------------------------------------------------- (b) attention memory
 
 
-class LargestTensor(TorchDispatchMode):
-    """The most bytes of any tensor an operator returned."""
-
-    def __init__(self):
-        super().__init__()
-        self.nbytes = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                self.nbytes = max(self.nbytes, t.numel() * t.element_size())
-        return out
-
-
 def memory_worker(variant: str, batch: int, length: int) -> dict[str, Any]:
-    """One forward + backward of the demo-sized attention model; runs in its own process."""
-    from seq2seq_lib import ModelConfig, build_model
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(emb_dim=256, hid_dim=512, n_layers=1, dropout=0.5, bidirectional=True,
-                      attention="bahdanau")
-    vocab = 3000
-    model = build_model(cfg, vocab, vocab)
-    if variant == "one piece":
-        model.decoder.attention.max_chunk_elements = 2**62
-    src = torch.randint(4, vocab, (length, batch))
-    trg = torch.randint(4, vocab, (length, batch))
-    lens = torch.full((batch,), length)
-
-    def step():
-        logits = model(src, lens, trg)
-        torch.nn.functional.cross_entropy(logits.flatten(0, 1), trg[1:].flatten()).backward()
-
-    before = peak_rss_mib()  # the model and the batch are there; no step has run yet
-    step()
-    grown = peak_rss_mib() - before
-    model.zero_grad(set_to_none=True)
-    start = time.perf_counter()
-    step()  # the timed step runs second, once the allocator has warmed up
-    seconds = time.perf_counter() - start
-    with LargestTensor() as seen:
-        step()
-    return {"variant": variant, "peak_rss_growth_mib": grown, "seconds": seconds,
-            "largest_tensor_mib": seen.nbytes / 2**20}
+    """One forward + backward of the demo-sized attention model (``measure.attention_memory``,
+    which ``bench.py`` runs too); runs in its own process."""
+    return asdict(measure.attention_memory(variant, batch, length))
 
 
 def attention_memory(batch: int, length: int) -> list[dict[str, Any]]:

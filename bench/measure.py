@@ -21,6 +21,9 @@ size. MFU = FLOP/s ÷ the matmul roofline *of the precision the row runs in* (fp
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import os
 import platform
@@ -28,11 +31,15 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 QUICK_LIMIT = 600  # pairs sampled from the corpus in --quick mode
 
@@ -176,36 +183,109 @@ class TrainSpeed:
     all_seconds: list[float]
     peak_rss_mib: float
     cuda_peak_mib: float | None = None
+    compiled: str | None = None  # with compile=True: "compiled (N graphs)" or "fell back ..."
+
+
+def compile_available() -> bool:
+    """Whether this version's ``TrainConfig`` has the ``compile`` opt-in."""
+    from seq2seq_lib import TrainConfig
+
+    return "compile" in {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+class _Tee(io.TextIOBase):
+    """A text stream that writes through to ``stream`` and keeps a copy."""
+
+    def __init__(self, stream: Any):
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def _compile_messages() -> Iterator[list[str]]:
+    """The lines about compiling that ``print``, ``warnings`` or ``logging`` emit inside the
+    block (printed lines and warnings still reach the terminal); filled in when it ends."""
+    import logging
+
+    found: list[str] = []
+    out, err, logged = _Tee(sys.stdout), _Tee(sys.stderr), io.StringIO()
+    handler = logging.StreamHandler(logged)  # a copy only: the loggers' own handlers print
+    loggers = [logging.getLogger(), logging.getLogger("torch")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            yield found
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    for w in caught:
+        print(f"{w.category.__name__}: {w.message}", file=sys.stderr)
+    text = out.copy.getvalue() + err.copy.getvalue() + logged.getvalue()
+    lines = text.splitlines() + [str(w.message) for w in caught
+                                 if not issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    found.extend(dict.fromkeys(ln.strip() for ln in lines if "compil" in ln.lower()))
+
+
+def _compiled_verdict(messages: list[str]) -> str:
+    """What compile=True did: the fallback line if one was seen, else dynamo's count of the
+    graphs it compiled."""
+    graphs = 0
+    with contextlib.suppress(ImportError, KeyError, AttributeError):
+        from torch._dynamo.utils import counters
+
+        graphs = int(counters["stats"]["unique_graphs"])
+    said = ("eager", "fall", "fail", "uncompiled", "not available", "no c++")
+    fallback = [m for m in messages if any(w in m.lower() for w in said)]
+    if fallback:
+        return f"fell back to eager: «{fallback[0]}»"
+    if graphs:
+        return f"compiled ({graphs} graph{'s' if graphs != 1 else ''})"
+    return "no graph was compiled" + (f": «{messages[0]}»" if messages else "")
 
 
 def train_speed(mode: str, precision: str, measure: int, quick: bool, device: str,
-                batch_size: int = 64) -> TrainSpeed:
+                batch_size: int = 64, compile: bool = False) -> TrainSpeed:
     """``fit`` for 1 warm-up + ``measure`` epochs; the fastest measured epoch is reported.
 
     ``default``: teacher forcing 1.0 (one fused decoder call), length buckets of
     ``batch_size``; ``lesson-style``: teacher forcing 0.5 (a step-by-step decoder), plain
-    unshuffled batches of 32, as the lesson trains.
+    unshuffled batches of 32, as the lesson trains. ``compile``: ``TrainConfig.compile=True``
+    (the version must have it, see :func:`compile_available`); the result says whether a graph
+    was compiled or training fell back to eager.
     """
     from seq2seq_lib import ModelConfig, TrainConfig, fit, set_seed
     from seq2seq_lib.batching import make_loader
     from seq2seq_lib.recipe import new_model
 
+    if compile and not compile_available():
+        raise ValueError("compile=True: this version's TrainConfig has no compile setting")
     _, data = _data(quick)
     dev = _device(device)
     model_cfg = ModelConfig()
     model = new_model(data, model_cfg, seed=0)
     set_seed(0)
+    extra = {"compile": True} if compile else {}
     if mode == "lesson-style":
         cfg = TrainConfig(epochs=1 + measure, batch_size=32, teacher_forcing_ratio=0.5,
-                          bucket=False, precision=precision)
+                          bucket=False, precision=precision, **extra)
         train_loader = make_loader(data.train, 32, bucket=False, shuffle=False)
     else:
-        cfg = TrainConfig(epochs=1 + measure, batch_size=batch_size, precision=precision)
+        cfg = TrainConfig(epochs=1 + measure, batch_size=batch_size, precision=precision,
+                          **extra)
         train_loader = make_loader(data.train, cfg.batch_size, bucket=cfg.bucket, seed=cfg.seed)
     valid_loader = make_loader(data.valid, 256, bucket=False, shuffle=False)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    result = fit(model, train_loader, valid_loader, cfg, progress=False, device=dev)
+    with _compile_messages() if compile else contextlib.nullcontext([]) as messages:
+        result = fit(model, train_loader, valid_loader, cfg, progress=False, device=dev)
     measured = result.history[1:] or result.history
     best = min(measured, key=lambda r: r["seconds"])
     flops = training_flops(sum(len(s) for s in data.train.src), data.train.n_target_tokens(),
@@ -214,7 +294,62 @@ def train_speed(mode: str, precision: str, measure: int, quick: bool, device: st
     return TrainSpeed(mode, result.precision, cfg.batch_size, best["seconds"],
                       best["tokens_per_s"], flops / best["seconds"] / 1e9, len(train_loader),
                       [r["seconds"] for r in result.history], peak_rss_mib(),
-                      torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None)
+                      torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+                      _compiled_verdict(messages) if compile else None)
+
+
+# ---------------------------------------------------------------- 2. where training spends
+
+
+@dataclass
+class Profile:
+    """The operators of one training epoch by self CPU time (``torch.profiler``)."""
+
+    precision: str  # what ran
+    steps: int
+    self_cpu_s: float  # all operators' self CPU time together
+    top: list[tuple[str, float, float, int]]  # (operator, self CPU s, share, calls)
+
+
+def profile_train(precision: str, quick: bool, device: str, top: int = 8) -> Profile:
+    """The default training row (``fit``, batches of 64): one warm-up epoch, then the second
+    epoch's optimizer steps under ``torch.profiler`` (its validation is not profiled)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from seq2seq_lib import ModelConfig, TrainConfig, fit, set_seed
+    from seq2seq_lib.batching import make_loader
+    from seq2seq_lib.recipe import new_model
+
+    _, data = _data(quick)
+    dev = _device(device)
+    model = new_model(data, ModelConfig(), seed=0)
+    set_seed(0)
+    cfg = TrainConfig(epochs=2, precision=precision)
+    train_loader = make_loader(data.train, cfg.batch_size, bucket=cfg.bucket, seed=cfg.seed)
+    valid_loader = make_loader(data.valid, 256, bucket=False, shuffle=False)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    prof = profile(activities=activities)
+    steps = 0
+
+    def start(trainer) -> None:  # on_epoch: the warm-up epoch is over
+        if trainer.state.epoch == 1:
+            prof.start()
+
+    def stop(trainer) -> None:  # on_step: the profiled epoch's last optimizer step is done
+        nonlocal steps
+        if trainer.state.epoch == 2:
+            steps += 1
+            if trainer.state.batch >= trainer.order.n_batches(2):
+                prof.stop()
+
+    result = fit(model, train_loader, valid_loader, cfg, progress=False, device=dev,
+                 hooks={"on_epoch": [start], "on_step": [stop]})
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return Profile(result.precision, steps, total / 1e6,
+                   [(e.key, e.self_cpu_time_total / 1e6, e.self_cpu_time_total / total, e.count)
+                    for e in rows])
 
 
 # ---------------------------------------------------------------- 4. quality
@@ -240,11 +375,12 @@ class Quality:
     references: list[str] = field(repr=False)
     greedy: list[str] = field(repr=False)
     beam5: list[str] = field(repr=False)
+    seed: int = 0  # TrainConfig.seed (the split's seed stays the data's: the same test set)
 
 
 def quality(recipe: str, precision: str, quick: bool, device: str, epochs: int,
-            checkpoint: str, sentences_file: str | None = None) -> Quality:
-    """Train ``recipe`` with seed 0 and score the test split, greedy and beam 5.
+            checkpoint: str, sentences_file: str | None = None, seed: int = 0) -> Quality:
+    """Train ``recipe`` with training seed ``seed`` and score the test split, greedy and beam 5.
 
     ``gru``: the library default at the lesson's sizes for ``epochs`` epochs; ``demo``:
     ``seq2seq_lib.config.demo_configs()`` with its own epoch count (what ``make demo`` trains).
@@ -261,7 +397,7 @@ def quality(recipe: str, precision: str, quick: bool, device: str, epochs: int,
     else:
         data_cfg, model_cfg, cfg = None, ModelConfig(), TrainConfig()
     data_cfg, data = _data(quick, data_cfg)
-    cfg = replace(cfg, epochs=epochs, checkpoint_path=checkpoint, precision=precision)
+    cfg = replace(cfg, epochs=epochs, checkpoint_path=checkpoint, precision=precision, seed=seed)
     dev = _device(device)
     model, result = train_model(data, data_cfg, model_cfg, cfg, progress=False, device=dev)
     translator = Translator(model, data.src_vocab, data.trg_vocab, data_cfg, model_cfg, dev,
@@ -277,7 +413,72 @@ def quality(recipe: str, precision: str, quick: bool, device: str, epochs: int,
                    result.best_valid_loss, result.seconds, len(pairs), greedy.score, beam.score,
                    corpus_bleu(greedy_hyps, refs).score, corpus_bleu(beam_hyps, refs).score,
                    bleu_signature(data_cfg.lowercase), peak_rss_mib(), refs, greedy_hyps,
-                   beam_hyps)
+                   beam_hyps, seed)
+
+
+# ---------------------------------------------------------------- 6. attention memory
+
+
+class LargestTensor(TorchDispatchMode):
+    """The most bytes of any tensor an operator returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.nbytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                self.nbytes = max(self.nbytes, t.numel() * t.element_size())
+        return out
+
+
+@dataclass
+class AttentionMemory:
+    """One training forward + backward of the demo-sized attention model, in a fresh process."""
+
+    variant: str  # "one piece" (before) or "chunked" (after: the library's default)
+    batch: int
+    length: int  # source and target length
+    peak_rss_growth_mib: float  # growth of the peak resident memory over the first step
+    largest_tensor_mib: float
+    seconds: float  # the second step (the allocator warmed up)
+
+
+def attention_memory(variant: str, batch: int, length: int) -> AttentionMemory:
+    """The demo model's additive attention (attention dim 512) at ``batch`` × ``length``:
+    ``one piece`` materialises [batch, trg_len, src_len, attn_dim] at once; ``chunked`` runs it
+    in chunks of target steps (``max_chunk_elements``, the library's default)."""
+    from seq2seq_lib import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(emb_dim=256, hid_dim=512, n_layers=1, dropout=0.5, bidirectional=True,
+                      attention="bahdanau")
+    vocab = 3000
+    model = build_model(cfg, vocab, vocab)
+    if variant == "one piece":
+        model.decoder.attention.max_chunk_elements = 2**62
+    elif variant != "chunked":
+        raise ValueError(f"variant must be 'one piece' or 'chunked', got {variant!r}")
+    src = torch.randint(4, vocab, (length, batch))  # [src_len, batch]
+    trg = torch.randint(4, vocab, (length, batch))  # [trg_len, batch]
+    lens = torch.full((batch,), length)
+
+    def step() -> None:
+        logits = model(src, lens, trg)  # [trg_len - 1, batch, vocab]
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), trg[1:].flatten()).backward()
+
+    before = peak_rss_mib()  # the model and the batch are there; no step has run yet
+    step()
+    grown = peak_rss_mib() - before
+    model.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    step()  # the timed step runs second, once the allocator has warmed up
+    seconds = time.perf_counter() - start
+    with LargestTensor() as seen:
+        step()
+    return AttentionMemory(variant, batch, length, grown, seen.nbytes / 2**20, seconds)
 
 
 # ---------------------------------------------------------------- 3. decoding speed

@@ -132,30 +132,57 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], references: S
                      lowercase: bool = False, samples: int = 1000, seed: int = 0
                      ) -> PairedBootstrap:
     """Paired bootstrap resampling of corpus BLEU (13a, detokenized): b compared with a."""
+    return paired_bootstrap_mean([hyps_a], [hyps_b], references, lowercase, samples, seed)
+
+
+def paired_bootstrap_mean(a_runs: Sequence[Sequence[str]], b_runs: Sequence[Sequence[str]],
+                          references: Sequence[str], lowercase: bool = False,
+                          samples: int = 1000, seed: int = 0) -> PairedBootstrap:
+    """:func:`paired_bootstrap` of the mean over several paired runs (e.g. one per training
+    seed): ``a_runs[i]`` and ``b_runs[i]`` are the outputs of run ``i`` of systems a and b.
+
+    Every resampling draws the test sentences once and averages the runs' BLEU differences on
+    that draw, so the interval holds both the test set's noise and the runs' spread. ``bleu_a``
+    / ``bleu_b`` are the runs' mean BLEU, ``delta`` their mean difference. With one run each it
+    is :func:`paired_bootstrap`.
+    """
     import numpy as np
 
-    if not len(hyps_a) == len(hyps_b) == len(references):
-        raise ValueError(f"{len(hyps_a)} and {len(hyps_b)} hypotheses for {len(references)} "
-                         "references: one of each per sentence")
+    if not a_runs or len(a_runs) != len(b_runs):
+        raise ValueError(f"{len(a_runs)} runs of a and {len(b_runs)} runs of b: one run of b "
+                         "per run of a (paired, e.g. by seed), at least one")
+    for hyps_a, hyps_b in zip(a_runs, b_runs):
+        if not len(hyps_a) == len(hyps_b) == len(references):
+            raise ValueError(f"{len(hyps_a)} and {len(hyps_b)} hypotheses for {len(references)} "
+                             "references: one of each per sentence")
     # per-sentence n-gram counts; corpus BLEU is a function of their sums
-    stats_a = np.asarray(sentence_statistics(hyps_a, references, lowercase), dtype=np.int64)
-    stats_b = np.asarray(sentence_statistics(hyps_b, references, lowercase), dtype=np.int64)
-    return _resampled(stats_a, stats_b, lambda stats: bleu_from_statistics(stats.tolist(), lowercase),
-                      samples, seed)
+    def stats(hyps: Sequence[str]) -> Any:
+        return np.asarray(sentence_statistics(hyps, references, lowercase), dtype=np.int64)
+
+    return _resampled([stats(h) for h in a_runs], [stats(h) for h in b_runs],
+                      lambda sums: bleu_from_statistics(sums.tolist(), lowercase), samples, seed)
 
 
-def _resampled(stats_a: Any, stats_b: Any, score: Callable[[Any], float], samples: int,
-               seed: int) -> PairedBootstrap:
-    """The paired bootstrap over per-sentence statistics [sentences, k] of two systems, whose
-    column sums ``score`` turns into a corpus score: the same resampled sentences for both."""
+def _resampled(runs_a: Sequence[Any], runs_b: Sequence[Any], score: Callable[[Any], float],
+               samples: int, seed: int) -> PairedBootstrap:
+    """The paired bootstrap over per-sentence statistics [sentences, k] of two systems, one
+    array per run (paired: ``runs_a[i]`` with ``runs_b[i]``), whose column sums ``score`` turns
+    into a corpus score: the same resampled sentences for every run of both systems, and the
+    mean over the runs of b's score minus a's."""
     import numpy as np
 
-    a, b = score(stats_a.sum(0)), score(stats_b.sum(0))
+    def mean_delta(rows: Any) -> float:  # rows: the resampled sentence indices (or all)
+        return sum(score(b[rows].sum(0)) - score(a[rows].sum(0))
+                   for a, b in zip(runs_a, runs_b)) / len(runs_a)
+
+    n = len(runs_a[0])
+    a = sum(score(s.sum(0)) for s in runs_a) / len(runs_a)
+    b = sum(score(s.sum(0)) for s in runs_b) / len(runs_b)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(stats_a), size=(samples, len(stats_a)))
-    deltas = np.array([score(stats_b[i].sum(0)) - score(stats_a[i].sum(0)) for i in idx])
+    idx = rng.integers(0, n, size=(samples, n))
+    deltas = np.array([mean_delta(i) for i in idx])
     low, high = np.percentile(deltas, [2.5, 97.5])
-    return PairedBootstrap(a, b, b - a, float(low), float(high),
+    return PairedBootstrap(a, b, mean_delta(slice(None)), float(low), float(high),
                            float((deltas <= 0).mean()), samples)
 
 
@@ -184,6 +211,6 @@ def paired_bootstrap_chrf(hyps_a: Sequence[str], hyps_b: Sequence[str],
     refs = [list(references)]
     stats_a = np.asarray(chrf._extract_corpus_statistics(list(hyps_a), refs), dtype=np.int64)
     stats_b = np.asarray(chrf._extract_corpus_statistics(list(hyps_b), refs), dtype=np.int64)
-    return _resampled(stats_a, stats_b,
+    return _resampled([stats_a], [stats_b],
                       lambda stats: chrf._compute_score_from_stats(stats.tolist()).score,
                       samples, seed)

@@ -101,3 +101,67 @@ def test_sentence_statistics_sum_to_sacrebleus_corpus_statistics():
         assert sums == [corpus.sys_len, corpus.ref_len, *corpus.counts, *corpus.totals]
         assert min(corpus.counts) == 0  # a missing 4-gram: sacreBLEU's exp smoothing is used
         assert bleu_from_statistics(sums, lowercase) == corpus.score
+
+
+def _bootstrap_by_definition(a_runs, b_runs, refs, samples, seed):
+    """The mean-over-runs paired bootstrap spelt out with corpus_bleu on resampled sentences."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(refs), size=(samples, len(refs)))
+
+    def mean_delta(rows):
+        return sum(corpus_bleu([b[i] for i in rows], [refs[i] for i in rows]).score
+                   - corpus_bleu([a[i] for i in rows], [refs[i] for i in rows]).score
+                   for a, b in zip(a_runs, b_runs)) / len(a_runs)
+
+    deltas = np.array([mean_delta(rows) for rows in idx])
+    return mean_delta(range(len(refs))), *np.percentile(deltas, [2.5, 97.5])
+
+
+def test_paired_bootstrap_mean_is_the_paired_bootstrap_for_one_run_and_the_definition():
+    from seq2seq_lib.metrics import paired_bootstrap, paired_bootstrap_mean
+
+    refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
+    a = [f"a cat {i} sat on a mat" if i % 3 else refs[i] for i in range(40)]
+    b = [refs[i] if i % 2 else f"the dog {i} sat on the mat ." for i in range(40)]
+    one = paired_bootstrap_mean([a], [b], refs, samples=100, seed=3)
+    assert one == paired_bootstrap(a, b, refs, samples=100, seed=3)
+    delta, low, high = _bootstrap_by_definition([a], [b], refs, 100, 3)
+    assert (one.delta, one.low, one.high) == pytest.approx((delta, low, high))
+    a2 = [f"the cat {i} on the mat ." for i in range(40)]
+    two = paired_bootstrap_mean([a, a2], [b, a], refs, samples=100, seed=3)
+    delta, low, high = _bootstrap_by_definition([a, a2], [b, a], refs, 100, 3)
+    assert (two.delta, two.low, two.high) == pytest.approx((delta, low, high))
+    assert two.bleu_a == pytest.approx((corpus_bleu(a, refs).score
+                                        + corpus_bleu(a2, refs).score) / 2)
+    assert two.bleu_b == pytest.approx((corpus_bleu(b, refs).score
+                                        + corpus_bleu(a, refs).score) / 2)
+
+
+def test_paired_bootstrap_mean_shifts_and_straddles_as_the_runs_say():
+    from seq2seq_lib.metrics import paired_bootstrap, paired_bootstrap_mean
+
+    refs = [f"the cat number {i} sat on the mat ." for i in range(60)]
+    good = list(refs)
+    bad = [f"a dog {i} stood near it" if i % 2 else refs[i] for i in range(60)]
+    better = paired_bootstrap(bad, good, refs, samples=200)
+    assert better.low > 0
+    # a second seed at which the two systems are the same: every resampling's mean difference
+    # is half of the first seed's, so the estimate and both ends of the interval halve
+    halved = paired_bootstrap_mean([bad, good], [good, good], refs, samples=200)
+    assert halved.delta == pytest.approx(better.delta / 2)
+    assert (halved.low, halved.high) == pytest.approx((better.low / 2, better.high / 2))
+    assert halved.bleu_a == pytest.approx((better.bleu_a + 100) / 2)
+    # a second seed at which b is as much worse, on the other sentences: the mean difference is
+    # about 0, and the interval reaches both sides of it (each draw favours one seed or the other)
+    bad_even = [refs[i] if i % 2 else f"a dog {i} stood near it" for i in range(60)]
+    opposite = paired_bootstrap_mean([bad, good], [good, bad_even], refs, samples=200)
+    assert abs(opposite.delta) < better.delta / 10
+    assert opposite.low < 0 < opposite.high and 0.1 < opposite.p_not_better < 0.9
+    with pytest.raises(ValueError, match="one run of b per run of a"):
+        paired_bootstrap_mean([bad, good], [good], refs)
+    with pytest.raises(ValueError, match="at least one"):
+        paired_bootstrap_mean([], [], refs)
+    with pytest.raises(ValueError, match="one of each per sentence"):
+        paired_bootstrap_mean([good], [good[:-1]], refs)
