@@ -21,14 +21,10 @@ class Encoded:
     ``outputs``: [src_len, batch, enc_dim] (zero at padded positions);
     ``hidden``: what the decoder starts from, indexed by sentence on dim 1 (beam search
     reorders it with ``index_select(1, ...)``): the GRUs' context vector [n_layers, batch,
-    hid_dim]; for the Transformer an empty [0, batch] that its decoder grows step by step
-    into its cache of keys and values. Every decoder's hidden keeps its sentences on dim 1,
-    so selecting rows of it (``index_select(1, rows)``) together with the same rows of
-    ``outputs`` (dim 1) and ``mask`` (dim 0) decodes just those sentences;
+    hid_dim]; for the Transformer an empty [0, batch] that its decoder grows step by step;
     ``mask``: [batch, src_len], True at real (non-pad) source positions;
     ``cache``: values a decoder computes once per source batch and reuses at every step
-    (the attention decoder keeps its projected keys here, the Transformer the keys and values
-    of ``outputs``); an Encoded whose rows were selected starts with an empty one.
+    (the attention decoder keeps its projected keys here).
     """
 
     outputs: torch.Tensor

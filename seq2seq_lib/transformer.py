@@ -16,7 +16,8 @@ decoding step) runs every layer on all its positions exactly as ``nn.Transformer
 does, and returns the keys and values of those positions; a call after it computes only the new
 positions, whose queries attend to the cached keys and values (nothing of the past is
 recomputed). The keys and values of the encoder outputs are computed once per source batch and
-kept in ``enc.cache``, as the attention decoder keeps its projected keys.
+kept in ``enc.cache``, as the attention decoder keeps its projected keys there (indexed by
+sentence on dim 0, so selecting rows of ``enc`` and of the cache together keeps them right).
 """
 
 from __future__ import annotations
@@ -146,21 +147,23 @@ class TransformerDecoder(DecoderBase):
                 caches.append(_keys_values(layer.self_attn, h))
                 x = decoder_layer(layer, x, x, enc)
             else:
-                x, kv = _cached_decoder_layer(layer, x, hidden[2 * i : 2 * i + 2],
-                                              cross[2 * i : 2 * i + 2], enc.mask)
+                x, kv = _cached_decoder_layer(layer, x, hidden[2 * i : 2 * i + 2], cross[i],
+                                              enc.mask)
                 caches.append(kv)
         return self.layers.norm(x), torch.cat(caches), None
 
-    def _cross_keys_values(self, enc: Encoded) -> torch.Tensor:
-        """Every layer's keys and values of the encoder outputs, [2 * n_layers, batch, n_heads,
-        src_len, head_dim], computed once per source batch: kept in ``enc.cache`` together with
-        the outputs they were computed from, and computed again if those are replaced."""
-        key = f"transformer-cross-kv-{id(self)}"
-        if enc.cache.get(f"{key}-from") is not enc.outputs:  # both indexed by sentence on dim 1
-            enc.cache[key] = torch.cat([_keys_values(layer.multihead_attn, enc.outputs)
-                                        for layer in self.layers.layers])
-            enc.cache[f"{key}-from"] = enc.outputs
-        return enc.cache[key]
+    def _cross_keys_values(self, enc: Encoded) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every layer's keys and values of the encoder outputs, [batch, n_heads, src_len,
+        head_dim] each, computed once per source batch and kept in ``enc.cache`` (one entry per
+        layer and kind, [batch, n_heads, src_len, head_dim], indexed by sentence on dim 0 as
+        every entry there is, so selecting rows of ``enc`` selects them too)."""
+        key = f"transformer-cross-{id(self)}"
+        if f"{key}-k0" not in enc.cache:
+            for i, layer in enumerate(self.layers.layers):
+                k, v = _keys_values(layer.multihead_attn, enc.outputs)
+                enc.cache[f"{key}-k{i}"], enc.cache[f"{key}-v{i}"] = k, v
+        return [(enc.cache[f"{key}-k{i}"], enc.cache[f"{key}-v{i}"])
+                for i in range(len(self.layers.layers))]
 
 
 def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -178,31 +181,30 @@ def _keys_values(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([_split_heads(k, attn.num_heads), _split_heads(v, attn.num_heads)])
 
 
-def _attend(attn: nn.MultiheadAttention, x: torch.Tensor, kv: torch.Tensor,
+def _attend(attn: nn.MultiheadAttention, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             mask: torch.Tensor | None) -> torch.Tensor:
-    """``attn`` with queries from ``x`` [n, batch, d] over the keys and values ``kv`` [2, batch,
-    n_heads, len, head_dim]; ``mask`` [batch or 1, 1, n or 1, len] True where a query may look
-    (or None: everywhere). → [n, batch, d]"""
+    """``attn`` with queries from ``x`` [n, batch, d] over the keys ``k`` and values ``v``
+    [batch, n_heads, len, head_dim] each; ``mask`` [batch or 1, 1, n or 1, len] True where a
+    query may look (or None: everywhere). → [n, batch, d]"""
     n, b, d = x.shape
     bias = None if attn.in_proj_bias is None else attn.in_proj_bias[:d]
     q = _split_heads(F.linear(x, attn.in_proj_weight[:d], bias), attn.num_heads)
-    k, v = kv[0].to(q.dtype), kv[1].to(q.dtype)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+    out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
                                          dropout_p=attn.dropout if attn.training else 0.0)
     out = out.permute(2, 0, 1, 3).reshape(n, b, d)  # [n, batch, d]
     return attn.out_proj(out)
 
 
 def _cached_decoder_layer(layer: nn.TransformerDecoderLayer, x: torch.Tensor, past: torch.Tensor,
-                          cross: torch.Tensor, src_mask: torch.Tensor
+                          cross: tuple[torch.Tensor, torch.Tensor], src_mask: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pre-norm decoder layer for ``len(x)`` new positions after the cached ones: what
     :func:`decoder_layer` computes for them, without recomputing anything of the past.
 
     :param x: [n, batch, d] this layer's input at the new positions.
     :param past: [2, batch, n_heads, past, head_dim] its self-attention keys and values so far.
-    :param cross: [2, batch, n_heads, src_len, head_dim] its keys and values of the encoder
-        outputs; :param src_mask: [batch, src_len], True at real source words.
+    :param cross: its keys and values of the encoder outputs, [batch, n_heads, src_len,
+        head_dim] each; :param src_mask: [batch, src_len], True at real source words.
     :return: the layer's output [n, batch, d] and the keys and values grown by the new
         positions, [2, batch, n_heads, past + n, head_dim].
     """
@@ -213,8 +215,8 @@ def _cached_decoder_layer(layer: nn.TransformerDecoderLayer, x: torch.Tensor, pa
     see = None  # one new position sees everything so far; several, the causal mask
     if n > 1:
         see = torch.ones(n, done + n, dtype=torch.bool, device=x.device).tril(done)
-    x = x + layer.dropout1(_attend(layer.self_attn, h, kv, see))
-    x = x + layer.dropout2(_attend(layer.multihead_attn, layer.norm2(x), cross,
+    x = x + layer.dropout1(_attend(layer.self_attn, h, kv[0], kv[1], see))
+    x = x + layer.dropout2(_attend(layer.multihead_attn, layer.norm2(x), *cross,
                                    src_mask[:, None, None, :]))
     ff = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(x)))))
     return x + layer.dropout3(ff), kv

@@ -124,23 +124,20 @@ def test_selecting_rows_of_the_cache_and_the_encoding_is_exact():
     for t in range(5):
         state, hidden, _ = cached.decoder(words[t : t + 1], hidden, enc)
         states.append(state[0])
-        if t == 1:
-            keep_hidden = hidden
     rows = torch.tensor([3, 0, 0])
-    for replace_in_place in (False, True):
+    for keep_cache in (False, True):
         enc2 = cached.encode(src, lens)
         hidden = enc2.hidden
-        for t in range(2):
+        for t in range(3):
             _, hidden, _ = cached.decoder(words[t : t + 1], hidden, enc2)
-        torch.testing.assert_close(hidden, keep_hidden)
+        assert enc2.cache  # the keys and values of the encoder outputs, computed at step 1
         hidden = hidden.index_select(1, rows)
-        if replace_in_place:  # the same Encoded, its tensors replaced
-            enc2.outputs = enc2.outputs.index_select(1, rows)
-            enc2.mask = enc2.mask.index_select(0, rows)
-        else:
-            enc2 = Encoded(enc2.outputs.index_select(1, rows), hidden[:0],
-                           enc2.mask.index_select(0, rows))
-        for t in range(2, 5):
+        # the cache's entries are indexed by sentence on dim 0: selected with the rest, or
+        # left behind (and computed again for the rows kept)
+        cache = {k: v.index_select(0, rows) for k, v in enc2.cache.items()} if keep_cache else {}
+        enc2 = Encoded(enc2.outputs.index_select(1, rows), enc2.hidden.index_select(1, rows),
+                       enc2.mask.index_select(0, rows), cache)
+        for t in range(3, 5):
             state, hidden, _ = cached.decoder(words[t : t + 1, rows], hidden, enc2)
             torch.testing.assert_close(state[0], states[t][rows], atol=1e-5, rtol=1e-4)
 
