@@ -6,13 +6,18 @@ each sub-layer, one more at the end of each stack), which trains without a long 
 Tensors stay in the library's layout, [len, batch, d_model].
 
 The decoder keeps the interface of :class:`~seq2seq_lib.interface.DecoderBase`, so ``fit``, the
-Trainer, greedy and beam search and the Translator use it unchanged. Its "hidden" is what it
-has read so far: for every past position, the input of every layer, [past, batch, n_layers,
-d_model] (indexed by sentence on dim 1, like a GRU's [n_layers, batch, hid], so beam search
-reorders it the same way; empty, [0, batch], before the first word). A call computes only its
-new positions, layer by layer: their queries attend to the past layer inputs (a cache from
-which each layer's keys and values are recomputed) and to themselves under the causal mask.
-Teacher forcing reads all positions in one call, exactly as ``nn.TransformerDecoderLayer``.
+Trainer, greedy and beam search and the Translator use it unchanged. Its "hidden" is a cache of
+keys and values: for every past position, every layer's self-attention keys and values, one
+tensor [2 * n_layers, batch, n_heads, past, head_dim] (rows 2i and 2i + 1 of dim 0 are layer
+i's keys and values; indexed by sentence on dim 1, like a GRU's [n_layers, batch, hid], so beam
+search reorders it with ``index_select(1, ...)`` as it does a GRU's; the encoder's empty
+[0, batch] before the first word). A call with an empty cache (teacher forcing, or the first
+decoding step) runs every layer on all its positions exactly as ``nn.TransformerDecoderLayer``
+does, and returns the keys and values of those positions; a call after it computes only the new
+positions, whose queries attend to the cached keys and values (nothing of the past is
+recomputed). The keys and values of the encoder outputs are computed once per source batch and
+kept in ``enc.cache``, as the attention decoder keeps its projected keys there (indexed by
+sentence on dim 0, so selecting rows of ``enc`` and of the cache together keeps them right).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .interface import DecoderBase, Encoded
 
@@ -118,26 +124,102 @@ class TransformerDecoder(DecoderBase):
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, enc: Encoded
                 ) -> tuple[torch.Tensor, torch.Tensor, None]:
-        """Read ``inputs`` after the positions ``hidden`` holds.
+        """Read ``inputs`` after the positions whose keys and values ``hidden`` holds.
 
         :param inputs: [steps, batch] target ids (all of them in training, one when decoding).
-        :param hidden: [past, batch, n_layers, d_model] every layer's inputs at the positions
-            read before ([0, batch] at the start).
+        :param hidden: [2 * n_layers, batch, n_heads, past, head_dim] every layer's keys and
+            values at the positions read before ([0, batch] at the start).
         :param enc: encoder outputs [src_len, batch, d_model] and mask [batch, src_len].
-        :return: states [steps, batch, d_model] of the new positions, hidden grown to
-            [past + steps, batch, n_layers, d_model], and None (no attention weights: see
-            :func:`cross_attention_maps`).
+        :return: states [steps, batch, d_model] of the new positions, the cache grown to
+            [2 * n_layers, batch, n_heads, past + steps, head_dim], and None (no attention
+            weights: see :func:`cross_attention_maps`).
         """
-        past = hidden.shape[0]
+        past = hidden.shape[3] if hidden.dim() == 5 else 0
+        if past == 0 and hidden.numel() != 0:
+            raise ValueError(f"hidden must be a key/value cache [2 * n_layers, batch, n_heads, "
+                             f"past, head_dim] or empty, got shape {tuple(hidden.shape)}")
         x = self.embed(inputs, start=past)  # [steps, batch, d_model]
-        inputs_per_layer = []
+        cross = None if past == 0 else self._cross_keys_values(enc)
+        caches = []
         for i, layer in enumerate(self.layers.layers):
-            inputs_per_layer.append(x)
-            seen = x if past == 0 else torch.cat([hidden[:, :, i].to(x.dtype), x])
-            x = decoder_layer(layer, x, seen, enc)
-        new = torch.stack(inputs_per_layer, dim=2)  # [steps, batch, n_layers, d_model]
-        hidden = new if past == 0 else torch.cat([hidden, new.to(hidden.dtype)])
-        return self.layers.norm(x), hidden, None
+            if past == 0:  # every position anew: the layer as torch computes it
+                h = layer.norm1(x)
+                caches.append(_keys_values(layer.self_attn, h))
+                x = decoder_layer(layer, x, x, enc)
+            else:
+                x, kv = _cached_decoder_layer(layer, x, hidden[2 * i : 2 * i + 2], cross[i],
+                                              enc.mask)
+                caches.append(kv)
+        return self.layers.norm(x), torch.cat(caches), None
+
+    def _cross_keys_values(self, enc: Encoded) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every layer's keys and values of the encoder outputs, [batch, n_heads, src_len,
+        head_dim] each, computed once per source batch and kept in ``enc.cache`` (one entry per
+        layer and kind, [batch, n_heads, src_len, head_dim], indexed by sentence on dim 0 as
+        every entry there is, so selecting rows of ``enc`` selects them too)."""
+        key = f"transformer-cross-{id(self)}"
+        if f"{key}-k0" not in enc.cache:
+            for i, layer in enumerate(self.layers.layers):
+                k, v = _keys_values(layer.multihead_attn, enc.outputs)
+                enc.cache[f"{key}-k{i}"], enc.cache[f"{key}-v{i}"] = k, v
+        return [(enc.cache[f"{key}-k{i}"], enc.cache[f"{key}-v{i}"])
+                for i in range(len(self.layers.layers))]
+
+
+def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """[len, batch, d] → [batch, n_heads, len, d / n_heads]."""
+    n, b, d = x.shape
+    return x.view(n, b, n_heads, d // n_heads).permute(1, 2, 0, 3)
+
+
+def _keys_values(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """The keys and values ``attn`` computes from ``x`` [len, batch, d] (as its own forward
+    does): [2, batch, n_heads, len, head_dim]."""
+    d = attn.embed_dim
+    bias = None if attn.in_proj_bias is None else attn.in_proj_bias[d:]
+    k, v = F.linear(x, attn.in_proj_weight[d:], bias).chunk(2, dim=-1)  # 2 × [len, batch, d]
+    return torch.stack([_split_heads(k, attn.num_heads), _split_heads(v, attn.num_heads)])
+
+
+def _attend(attn: nn.MultiheadAttention, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            mask: torch.Tensor | None) -> torch.Tensor:
+    """``attn`` with queries from ``x`` [n, batch, d] over the keys ``k`` and values ``v``
+    [batch, n_heads, len, head_dim] each; ``mask`` [batch or 1, 1, n or 1, len] True where a
+    query may look (or None: everywhere). → [n, batch, d]"""
+    n, b, d = x.shape
+    bias = None if attn.in_proj_bias is None else attn.in_proj_bias[:d]
+    q = _split_heads(F.linear(x, attn.in_proj_weight[:d], bias), attn.num_heads)
+    out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
+                                         dropout_p=attn.dropout if attn.training else 0.0)
+    out = out.permute(2, 0, 1, 3).reshape(n, b, d)  # [n, batch, d]
+    return attn.out_proj(out)
+
+
+def _cached_decoder_layer(layer: nn.TransformerDecoderLayer, x: torch.Tensor, past: torch.Tensor,
+                          cross: tuple[torch.Tensor, torch.Tensor], src_mask: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pre-norm decoder layer for ``len(x)`` new positions after the cached ones: what
+    :func:`decoder_layer` computes for them, without recomputing anything of the past.
+
+    :param x: [n, batch, d] this layer's input at the new positions.
+    :param past: [2, batch, n_heads, past, head_dim] its self-attention keys and values so far.
+    :param cross: its keys and values of the encoder outputs, [batch, n_heads, src_len,
+        head_dim] each; :param src_mask: [batch, src_len], True at real source words.
+    :return: the layer's output [n, batch, d] and the keys and values grown by the new
+        positions, [2, batch, n_heads, past + n, head_dim].
+    """
+    n, done = x.shape[0], past.shape[3]
+    h = layer.norm1(x)
+    new = _keys_values(layer.self_attn, h)
+    kv = torch.cat([past, new.to(past.dtype)], dim=3)
+    see = None  # one new position sees everything so far; several, the causal mask
+    if n > 1:
+        see = torch.ones(n, done + n, dtype=torch.bool, device=x.device).tril(done)
+    x = x + layer.dropout1(_attend(layer.self_attn, h, kv[0], kv[1], see))
+    x = x + layer.dropout2(_attend(layer.multihead_attn, layer.norm2(x), *cross,
+                                   src_mask[:, None, None, :]))
+    ff = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(x)))))
+    return x + layer.dropout3(ff), kv
 
 
 def decoder_layer(layer: nn.TransformerDecoderLayer, x: torch.Tensor, seen: torch.Tensor,

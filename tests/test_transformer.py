@@ -48,7 +48,7 @@ def test_shapes_and_the_empty_prefix():
     assert enc.outputs[5:, 0].abs().max() == 0 and enc.outputs[3:, 2].abs().max() == 0
     states, hidden, attn = model.decoder(trg, enc.hidden, enc)
     assert states.shape == (6, 3, 32) and attn is None
-    assert hidden.shape == (6, 3, 2, 32)  # every layer's input at every position read
+    assert hidden.shape == (4, 3, 4, 6, 8)  # keys and values of 2 layers, 4 heads, 6 positions
     assert model(src, lens, trg).shape == (5, 3, 25)
     assert model(src, lens, trg, pad_id=PAD).shape == (15, 25)
 
