@@ -165,8 +165,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lens: torch.Tensor, beam_
     finishes a hypothesis, the other words fill the ``beam_size`` live slots. A sentence is
     done once it has ``beam_size`` finished hypotheses (as in fairseq), and done sentences
     leave the decoder's batch (see :func:`_worth_compacting`). All of it runs on tensors (see
-    :class:`_Beams`); the loop reads one number per step (how many sentences are done?) and
-    the results come to the host once, at the end.
+    :class:`_Beams`); the loop reads one number per step (how many sentences are done?), and
+    which ones when they leave; the results come to the host once, at the end.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
