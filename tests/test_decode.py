@@ -2,7 +2,9 @@ import math
 
 import pytest
 import torch
+from countdown import WANTED, CountdownModel, decoder_batches, sources
 from markov import EOS, A, MarkovModel
+from reference_beam import reference_beam_search
 
 from seq2seq_lib import beam_search, collate, greedy_decode, greedy_trace
 from seq2seq_lib.vocab import Vocab
@@ -93,3 +95,25 @@ def test_a_negative_max_len_is_refused():
         greedy_decode(model, *ONE_SOURCE, max_len=-1)
     with pytest.raises(ValueError, match="max_len must be >= 0, got -1"):
         beam_search(model, *ONE_SOURCE, max_len=-1)
+
+
+def test_finished_sentences_leave_the_batch_and_change_nothing():
+    """Sentences that finish at very different steps (one cut at max_len) leave the decoder's
+    batch as they finish; the outputs are those of the reference beam search with beam 1."""
+    model = CountdownModel()
+    seen = {}
+    for wanted, max_len in ((WANTED, 14), ((4,), 6), ((20,), 6)):  # and batches of one
+        src, src_lens = sources(wanted)
+        with decoder_batches(model) as sizes:
+            hyps = greedy_decode(model, src, src_lens, max_len)
+        ref = [h[0] for h in reference_beam_search(model, src, src_lens, 1, max_len, 0.0)]
+        assert [h.ids for h in hyps] == [h.ids for h in ref]
+        assert [h.score for h in hyps] == pytest.approx([h.score for h in ref], abs=1e-5)
+        for got, want in zip(hyps, ref):
+            torch.testing.assert_close(got.attention, want.attention, rtol=0, atol=1e-6)
+        assert [len(h.ids) for h in hyps] == [min(n, max_len) for n in wanted]
+        seen[wanted] = sizes
+    many = seen[WANTED]
+    assert many[0] == len(WANTED) and many == sorted(many, reverse=True) and many[-1] == 1
+    assert len(many) == 15 and len(set(many)) >= 5  # the cut one ran alone to the end
+    assert seen[(4,)] == [1] * 5 and seen[(20,)] == [1] * 7
