@@ -1,0 +1,113 @@
+"""The output projection and the cross-entropy in one, a chunk of target tokens at a time.
+
+``cross_entropy(states @ weight.T + bias, target)`` would hold the logits of all the batch's
+target tokens at once ([n_tokens, vocab]), then their float32 copy, their log-softmax and its
+gradient: four such matrices, the largest activations of a training step. Here each chunk of
+``chunk`` tokens is projected, its loss summed, and, when gradients are wanted, the gradient of
+its logits (``softmax - smoothed one-hot``, divided by the token count) is turned straight into
+the gradients of its states, of the weight and of the bias; then the chunk's logits are dropped.
+The backward pass only scales these gradients. Same loss and gradients as the one-piece
+computation (up to the order of float sums), with label smoothing as torch defines it.
+
+Under autocast the products run in the autocast dtype, as ``nn.Linear`` would (the weight is
+cast once per call), and the softmax in float32, as ``logits.float()`` did; the weight's and the
+bias's gradients are summed over the chunks in float32 and come back in their own dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["DEFAULT_CHUNK", "chunked_cross_entropy"]
+
+DEFAULT_CHUNK = 1024  # target tokens per chunk: [1024, 10k] float32 logits are 40 MB
+
+
+def chunked_cross_entropy(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                          target: torch.Tensor, chunk: int = DEFAULT_CHUNK,
+                          label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean of ``cross_entropy(states @ weight.T + bias, target, label_smoothing=...)``.
+
+    :param states: [n, hid] the decoder states of the scored tokens.
+    :param weight: [vocab, hid] and :param bias: [vocab] or None, the output layer's.
+    :param target: [n] the word each state must predict.
+    :param chunk: tokens projected at a time (at least 1).
+    :return: the float32 mean loss (a scalar, differentiable in states, weight and bias).
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    if states.dim() != 2 or target.shape != states.shape[:1]:
+        raise ValueError(f"states must be [n, hid] and target [n], got {tuple(states.shape)} "
+                         f"and {tuple(target.shape)}")
+    device_type = states.device.type
+    autocast_on = torch.is_autocast_enabled(device_type)
+    dtype = torch.get_autocast_dtype(device_type) if autocast_on else states.dtype
+    with torch.autocast(device_type, enabled=False):
+        return _ChunkedCrossEntropy.apply(states, weight, bias, target, chunk, label_smoothing,
+                                          dtype)
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Forward computes the loss and (when needed) every gradient, chunk by chunk; backward
+    scales them by the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, states, weight, bias, target, chunk, label_smoothing, dtype):
+        # states: [n, hid]; weight: [vocab, hid]; bias: [vocab] or None; target: [n]
+        n, vocab = states.shape[0], weight.shape[0]
+        want = ctx.needs_input_grad[:3]
+        ctx.dtypes = (states.dtype, weight.dtype, bias.dtype if bias is not None else None)
+        # the products' dtype (autocast's, or the states'): one cast per call, not per chunk
+        states, weight = states.to(dtype), weight.to(dtype)
+        bias = bias.to(dtype) if bias is not None else None
+        grad_states = torch.empty_like(states) if want[0] else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
+            if want[1] else None
+        grad_bias = torch.zeros(vocab, dtype=torch.float32, device=weight.device) \
+            if want[2] and bias is not None else None
+        total = torch.zeros((), dtype=torch.float32, device=states.device)
+        smooth = label_smoothing / vocab
+        for start in range(0, n, chunk):
+            rows = states[start : start + chunk]  # [c, hid]
+            tgt = target[start : start + chunk]  # [c]
+            logits = nn.functional.linear(rows, weight, bias).float()  # [c, vocab]
+            lse = torch.logsumexp(logits, dim=-1)  # [c]
+            picked = logits.gather(1, tgt.unsqueeze(1)).squeeze(1)  # [c]
+            loss = lse - (1.0 - label_smoothing) * picked
+            if label_smoothing:
+                loss = loss - smooth * logits.sum(-1)
+            total += loss.sum()
+            if not any(want):
+                continue
+            # d(loss sum) / d logits = softmax - (1 - eps) one-hot - eps / vocab; then / n
+            grad = logits.sub_(lse.unsqueeze(1)).exp_()  # [c, vocab], reusing the logits
+            grad.scatter_add_(1, tgt.unsqueeze(1),
+                              torch.full_like(picked, -(1.0 - label_smoothing)).unsqueeze(1))
+            if label_smoothing:
+                grad.sub_(smooth)
+            grad.div_(n)
+            grad = grad.to(dtype)
+            if grad_states is not None:
+                torch.mm(grad, weight, out=grad_states[start : start + chunk])
+            if grad_weight is not None:
+                grad_weight += (grad.t() @ rows).float()  # [vocab, hid]
+            if grad_bias is not None:
+                grad_bias += grad.sum(0, dtype=torch.float32)
+        ctx.save_for_backward(*(g for g in (grad_states, grad_weight, grad_bias)
+                                if g is not None))
+        ctx.have = (grad_states is not None, grad_weight is not None, grad_bias is not None)
+        return total / max(n, 1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        saved = iter(ctx.saved_tensors)
+        grads = []
+        for have, dtype in zip(ctx.have, ctx.dtypes):
+            if have:
+                g = next(saved) * grad_loss
+                grads.append(g.to(dtype))
+            else:
+                grads.append(None)
+        return (*grads, None, None, None, None)
