@@ -44,8 +44,61 @@ def chunked_cross_entropy(states: torch.Tensor, weight: torch.Tensor, bias: torc
     autocast_on = torch.is_autocast_enabled(device_type)
     dtype = torch.get_autocast_dtype(device_type) if autocast_on else states.dtype
     with torch.autocast(device_type, enabled=False):
+        if not torch.is_grad_enabled():  # evaluation: the loss only, no gradients made
+            return _chunks(states, weight, bias, target, chunk, label_smoothing, dtype,
+                           (False, False, False))[0]
         return _ChunkedCrossEntropy.apply(states, weight, bias, target, chunk, label_smoothing,
                                           dtype)
+
+
+def _chunks(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+            target: torch.Tensor, chunk: int, label_smoothing: float, dtype: torch.dtype,
+            want: tuple[bool, bool, bool]) -> tuple[torch.Tensor, ...]:
+    """The mean loss and the gradients in ``want`` (states, weight, bias; None where not
+    wanted) of the mean loss, computed ``chunk`` tokens at a time in ``dtype``."""
+    # states: [n, hid]; weight: [vocab, hid]; bias: [vocab] or None; target: [n]
+    n, vocab = states.shape[0], weight.shape[0]
+    out_dtypes = (states.dtype, weight.dtype, bias.dtype if bias is not None else None)
+    # the products' dtype (autocast's, or the states'): one cast per call, not per chunk
+    states, weight = states.to(dtype), weight.to(dtype)
+    bias = bias.to(dtype) if bias is not None else None
+    grad_states = torch.empty_like(states) if want[0] else None
+    grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
+        if want[1] else None
+    grad_bias = torch.zeros(vocab, dtype=torch.float32, device=weight.device) \
+        if want[2] and bias is not None else None
+    total = torch.zeros((), dtype=torch.float32, device=states.device)
+    smooth = label_smoothing / vocab
+    for start in range(0, n, chunk):
+        rows = states[start : start + chunk]  # [c, hid]
+        tgt = target[start : start + chunk]  # [c]
+        logits = nn.functional.linear(rows, weight, bias).float()  # [c, vocab]
+        lse = torch.logsumexp(logits, dim=-1)  # [c]
+        picked = logits.gather(1, tgt.unsqueeze(1)).squeeze(1)  # [c]
+        loss = lse - (1.0 - label_smoothing) * picked
+        if label_smoothing:
+            loss = loss - smooth * logits.sum(-1)
+        total += loss.sum()
+        if not any(want):
+            continue
+        # d(loss sum) / d logits = softmax - (1 - eps) one-hot - eps / vocab; then / n
+        grad = logits.sub_(lse.unsqueeze(1)).exp_()  # [c, vocab], reusing the logits
+        grad.scatter_add_(1, tgt.unsqueeze(1),
+                          torch.full_like(picked, -(1.0 - label_smoothing)).unsqueeze(1))
+        if label_smoothing:
+            grad.sub_(smooth)
+        grad = grad.div_(n).to(dtype)
+        if grad_states is not None:
+            torch.mm(grad, weight, out=grad_states[start : start + chunk])
+        if grad_weight is not None and dtype == torch.float32:
+            grad_weight.addmm_(grad.t(), rows)  # [vocab, hid]
+        elif grad_weight is not None:
+            grad_weight += (grad.t() @ rows).float()  # summed over the chunks in float32
+        if grad_bias is not None:
+            grad_bias += grad.sum(0, dtype=torch.float32)
+    grads = tuple(g.to(d) if g is not None else None
+                  for g, d in zip((grad_states, grad_weight, grad_bias), out_dtypes))
+    return (total / max(n, 1), *grads)
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
@@ -54,60 +107,15 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, states, weight, bias, target, chunk, label_smoothing, dtype):
-        # states: [n, hid]; weight: [vocab, hid]; bias: [vocab] or None; target: [n]
-        n, vocab = states.shape[0], weight.shape[0]
-        want = ctx.needs_input_grad[:3]
-        ctx.dtypes = (states.dtype, weight.dtype, bias.dtype if bias is not None else None)
-        # the products' dtype (autocast's, or the states'): one cast per call, not per chunk
-        states, weight = states.to(dtype), weight.to(dtype)
-        bias = bias.to(dtype) if bias is not None else None
-        grad_states = torch.empty_like(states) if want[0] else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
-            if want[1] else None
-        grad_bias = torch.zeros(vocab, dtype=torch.float32, device=weight.device) \
-            if want[2] and bias is not None else None
-        total = torch.zeros((), dtype=torch.float32, device=states.device)
-        smooth = label_smoothing / vocab
-        for start in range(0, n, chunk):
-            rows = states[start : start + chunk]  # [c, hid]
-            tgt = target[start : start + chunk]  # [c]
-            logits = nn.functional.linear(rows, weight, bias).float()  # [c, vocab]
-            lse = torch.logsumexp(logits, dim=-1)  # [c]
-            picked = logits.gather(1, tgt.unsqueeze(1)).squeeze(1)  # [c]
-            loss = lse - (1.0 - label_smoothing) * picked
-            if label_smoothing:
-                loss = loss - smooth * logits.sum(-1)
-            total += loss.sum()
-            if not any(want):
-                continue
-            # d(loss sum) / d logits = softmax - (1 - eps) one-hot - eps / vocab; then / n
-            grad = logits.sub_(lse.unsqueeze(1)).exp_()  # [c, vocab], reusing the logits
-            grad.scatter_add_(1, tgt.unsqueeze(1),
-                              torch.full_like(picked, -(1.0 - label_smoothing)).unsqueeze(1))
-            if label_smoothing:
-                grad.sub_(smooth)
-            grad.div_(n)
-            grad = grad.to(dtype)
-            if grad_states is not None:
-                torch.mm(grad, weight, out=grad_states[start : start + chunk])
-            if grad_weight is not None:
-                grad_weight += (grad.t() @ rows).float()  # [vocab, hid]
-            if grad_bias is not None:
-                grad_bias += grad.sum(0, dtype=torch.float32)
-        ctx.save_for_backward(*(g for g in (grad_states, grad_weight, grad_bias)
-                                if g is not None))
-        ctx.have = (grad_states is not None, grad_weight is not None, grad_bias is not None)
-        return total / max(n, 1)
+        want = tuple(ctx.needs_input_grad[:3])
+        loss, *grads = _chunks(states, weight, bias, target, chunk, label_smoothing, dtype, want)
+        ctx.have = tuple(g is not None for g in grads)
+        ctx.save_for_backward(*(g for g in grads if g is not None))
+        return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
         saved = iter(ctx.saved_tensors)
-        grads = []
-        for have, dtype in zip(ctx.have, ctx.dtypes):
-            if have:
-                g = next(saved) * grad_loss
-                grads.append(g.to(dtype))
-            else:
-                grads.append(None)
+        grads = [next(saved) * grad_loss if have else None for have in ctx.have]
         return (*grads, None, None, None, None)

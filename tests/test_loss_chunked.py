@@ -55,8 +55,9 @@ def test_gradient_scales_with_the_incoming_gradient_and_skips_frozen_inputs():
     torch.testing.assert_close(states.grad, want, rtol=1e-5, atol=1e-6)
     assert weight.grad is None
     with torch.no_grad():  # evaluation: the loss only
-        torch.testing.assert_close(chunked_cross_entropy(states, weight, None, target, 2),
-                                   reference(states, weight, None, target))
+        loss = chunked_cross_entropy(states, weight, None, target, 2)
+        assert loss.grad_fn is None
+        torch.testing.assert_close(loss, reference(states, weight, None, target))
 
 
 def test_bad_arguments_are_named():
