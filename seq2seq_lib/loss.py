@@ -63,42 +63,46 @@ def _chunks(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     states, weight = states.to(dtype), weight.to(dtype)
     bias = bias.to(dtype) if bias is not None else None
     grad_states = torch.empty_like(states) if want[0] else None
-    grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
-        if want[1] else None
+    # float32: the products write into it; another dtype: the first chunk's becomes it
+    grad_weight = torch.empty(weight.shape, dtype=torch.float32, device=weight.device) \
+        if want[1] and dtype == torch.float32 else None
     grad_bias = torch.zeros(vocab, dtype=torch.float32, device=weight.device) \
         if want[2] and bias is not None else None
     total = torch.zeros((), dtype=torch.float32, device=states.device)
-    smooth = label_smoothing / vocab
+    smooth, scale = label_smoothing / vocab, 1.0 / max(n, 1)
     for start in range(0, n, chunk):
         rows = states[start : start + chunk]  # [c, hid]
-        tgt = target[start : start + chunk]  # [c]
-        logits = nn.functional.linear(rows, weight, bias).float()  # [c, vocab]
-        lse = torch.logsumexp(logits, dim=-1)  # [c]
-        picked = logits.gather(1, tgt.unsqueeze(1)).squeeze(1)  # [c]
-        loss = lse - (1.0 - label_smoothing) * picked
+        tgt = target[start : start + chunk].unsqueeze(1)  # [c, 1]
+        logp = torch.log_softmax(nn.functional.linear(rows, weight, bias).float(), dim=-1)
+        # logp: [c, vocab] float32; loss = -(1 - eps) log p[target] - eps / vocab sum log p
+        total -= (1.0 - label_smoothing) * logp.gather(1, tgt).sum()
         if label_smoothing:
-            loss = loss - smooth * logits.sum(-1)
-        total += loss.sum()
+            total -= smooth * logp.sum()
         if not any(want):
             continue
-        # d(loss sum) / d logits = softmax - (1 - eps) one-hot - eps / vocab; then / n
-        grad = logits.sub_(lse.unsqueeze(1)).exp_()  # [c, vocab], reusing the logits
-        grad.scatter_add_(1, tgt.unsqueeze(1),
-                          torch.full_like(picked, -(1.0 - label_smoothing)).unsqueeze(1))
+        # d(loss sum) / d logits = softmax - (1 - eps) one-hot - eps / vocab (then * scale)
+        grad = logp.exp_()  # [c, vocab], in the log-probabilities' memory
+        grad.scatter_add_(1, tgt, grad.new_full(tgt.shape, -(1.0 - label_smoothing)))
         if label_smoothing:
             grad.sub_(smooth)
-        grad = grad.div_(n).to(dtype)
+        if dtype == torch.float32:  # the mean's 1 / n rides on the products
+            alpha = scale
+        else:  # scaled in float32, then rounded once to the products' dtype
+            grad, alpha = torch.mul(grad, scale, out=torch.empty_like(grad, dtype=dtype)), 1.0
         if grad_states is not None:
-            torch.mm(grad, weight, out=grad_states[start : start + chunk])
-        if grad_weight is not None and dtype == torch.float32:
-            grad_weight.addmm_(grad.t(), rows)  # [vocab, hid]
-        elif grad_weight is not None:
-            grad_weight += (grad.t() @ rows).float()  # summed over the chunks in float32
+            part = grad_states[start : start + chunk]
+            torch.addmm(part, grad, weight, beta=0, alpha=alpha, out=part)
+        if want[1] and dtype == torch.float32:  # [vocab, hid]
+            torch.addmm(grad_weight, grad.t(), rows, beta=0 if start == 0 else 1, alpha=alpha,
+                        out=grad_weight)
+        elif want[1]:  # summed over the chunks in float32
+            update = torch.mm(grad.t(), rows).float()
+            grad_weight = update if start == 0 else grad_weight.add_(update)
         if grad_bias is not None:
-            grad_bias += grad.sum(0, dtype=torch.float32)
+            grad_bias.add_(grad.sum(0, dtype=torch.float32), alpha=alpha)
     grads = tuple(g.to(d) if g is not None else None
                   for g, d in zip((grad_states, grad_weight, grad_bias), out_dtypes))
-    return (total / max(n, 1), *grads)
+    return (total * scale, *grads)
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
@@ -117,5 +121,10 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
         saved = iter(ctx.saved_tensors)
-        grads = [next(saved) * grad_loss if have else None for have in ctx.have]
+        # the loss is usually the last node (grad_loss 1): read that without a GPU sync
+        one = grad_loss.device.type == "cpu" and float(grad_loss) == 1.0
+        grads = []
+        for have in ctx.have:
+            g = next(saved) if have else None
+            grads.append(g if g is None or one else g * grad_loss)
         return (*grads, None, None, None, None)
