@@ -147,3 +147,12 @@ def test_the_config_default_is_the_loss_modules():
     assert TrainConfig().loss_chunk == DEFAULT_CHUNK
     with pytest.raises(ValueError, match="loss_chunk"):
         dataclasses.replace(TrainConfig(), loss_chunk=-1)
+
+
+def test_the_states_come_only_from_the_fused_path():
+    m, b = model(), batch()
+    states = m(b.src, b.src_lens, b.trg, pad_id=1, project=False)
+    assert states.shape == (15, 24)  # [n_tokens, hid_dim]
+    torch.testing.assert_close(m.decoder.project(states), m(b.src, b.src_lens, b.trg, pad_id=1))
+    with pytest.raises(ValueError, match="project=False"):
+        m(b.src, b.src_lens, b.trg, teacher_forcing_ratio=0.5, pad_id=1, project=False)
