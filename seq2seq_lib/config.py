@@ -231,6 +231,14 @@ class TrainConfig:
     sync_every: int = setting(
         25, "several processes: agree on the training loss and on stop requests every N steps "
             "(one collective; a Stop or Ctrl-C ends all of them at that step)", metavar="N")
+    # the output layer and the loss over this many target tokens at a time (loss.py): the
+    # [tokens, vocab] logits of a whole batch are never held at once
+    loss_chunk: int = setting(
+        1024, "project the decoder states onto the vocabulary and score them N target tokens "
+              "at a time (less memory; 0: the whole batch at once)", metavar="N")
+    compile: bool = setting(
+        False, "torch.compile the model (needs a C++ compiler on the CPU; without one, or if "
+               "compiling fails, training runs uncompiled and says so in one line)")
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
@@ -266,6 +274,8 @@ class TrainConfig:
                self.loader_workers)
         _check(self.accumulate >= 1, "accumulate", "must be at least 1", self.accumulate)
         _check(self.sync_every >= 1, "sync_every", "must be at least 1", self.sync_every)
+        _check(self.loss_chunk >= 0, "loss_chunk", "must be 0 (one piece) or more",
+               self.loss_chunk)
 
     @property
     def best_by(self) -> Literal["loss", "bleu"]:

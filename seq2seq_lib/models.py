@@ -95,7 +95,7 @@ class Seq2Seq(nn.Module):
 
     def forward(self, src: torch.Tensor, src_lens: torch.Tensor, trg: torch.Tensor,
                 teacher_forcing_ratio: float = 1.0, fused: bool | None = None,
-                pad_id: int | None = None) -> torch.Tensor:
+                pad_id: int | None = None, project: bool = True) -> torch.Tensor:
         """Score a target sentence: everything the loss needs, in one call.
 
         The training step calls the model only through this method (never its parts), so a
@@ -108,16 +108,23 @@ class Seq2Seq(nn.Module):
         :param pad_id: return only the rows the loss scores: the positions where ``trg[1:]`` is
             not ``pad_id``, in the order of ``trg[1:][trg[1:] != pad_id]``. On the fused path
             only those states are projected onto the vocabulary (the largest matrix product).
+        :param project: False: return the decoder states before the output layer instead of
+            the logits (the fused path only), so the loss can project them a chunk at a time
+            (:func:`~seq2seq_lib.loss.chunked_cross_entropy`).
         :return: logits [trg_len - 1, batch, trg_vocab], row t predicting ``trg[t + 1]``; with
-            ``pad_id``, logits [n_tokens, trg_vocab] of the real target words.
+            ``pad_id``, logits [n_tokens, trg_vocab] of the real target words; with
+            ``project=False``, states [..., hid] in place of the logits.
         """
         enc = self.encode(src, src_lens)
         if fused is None:
             fused = teacher_forcing_ratio >= 1.0
         mask = trg[1:] != pad_id if pad_id is not None else None  # [trg_len - 1, batch]
+        if not (fused or project):
+            raise ValueError("project=False needs the fused path (teacher_forcing_ratio >= 1)")
         if fused:
             states, _ = self.decode_states(enc, trg[:-1])  # [trg_len - 1, batch, hid]
-            return self.decoder.project(states if mask is None else states[mask])
+            states = states if mask is None else states[mask]  # [n_tokens, hid] with pad_id
+            return self.decoder.project(states) if project else states
         hidden = enc.hidden
         inp = trg[0]  # [batch], all <sos>
         steps = []

@@ -15,6 +15,9 @@ from torch.utils.data import DataLoader
 
 from .batching import Batch
 from .device import PrecisionChoice, autocast
+from .interface import DecoderBase
+from .loss import DEFAULT_CHUNK, chunked_cross_entropy
+from .models import Seq2Seq
 from .vocab import Vocab
 
 EpochRecord = dict[str, float]
@@ -39,8 +42,8 @@ def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.o
 
 
 def batch_loss(model: nn.Module, batch: Batch, teacher_forcing_ratio: float = 1.0,
-               pad_id: int = Vocab.pad_id, label_smoothing: float = 0.0
-               ) -> tuple[torch.Tensor, int]:
+               pad_id: int = Vocab.pad_id, label_smoothing: float = 0.0,
+               loss_chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy of ``batch`` and the number of target tokens it covers.
 
     Row t of the decoder output is scored against ``trg[t + 1]``; ``<pad>`` positions are
@@ -52,14 +55,42 @@ def batch_loss(model: nn.Module, batch: Batch, teacher_forcing_ratio: float = 1.
         word and spreads ``label_smoothing`` evenly over the whole vocabulary (Szegedy et al.,
         2016; torch's ``cross_entropy(label_smoothing=)``), so the model is never pushed
         towards certainty. 0 is plain cross-entropy.
+    :param loss_chunk: with the fused decoder (teacher forcing 1) of a library model, the
+        model returns the states and the output layer and loss run over this many target
+        tokens at a time (:func:`~seq2seq_lib.loss.chunked_cross_entropy`), so the logits of
+        the whole batch never exist at once; 0: project all tokens in one piece.
     """
     target = batch.trg[1:]  # [trg_len - 1, batch]
     mask = target != pad_id
+    out_layer = chunkable_output(model) if loss_chunk and teacher_forcing_ratio >= 1 else None
+    if out_layer is not None:
+        states = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio,
+                       pad_id=pad_id, project=False)  # [n_tokens, hid]
+        loss = chunked_cross_entropy(states, out_layer.weight, out_layer.bias, target[mask],
+                                     loss_chunk, label_smoothing)
+        return loss, batch.loss_tokens(pad_id)
     logits = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio,
                    pad_id=pad_id)  # [n_tokens, trg_vocab]
     loss = nn.functional.cross_entropy(logits.float(), target[mask],
                                        label_smoothing=label_smoothing)
     return loss, batch.loss_tokens(pad_id)
+
+
+def chunkable_output(model: nn.Module) -> nn.Linear | None:
+    """The output layer of ``model`` (or of the library model it wraps: DDP's and
+    :class:`~seq2seq_lib.trainer.compiling.CompileFallback`'s ``module``, ``torch.compile``'s
+    ``_orig_mod``) when its logits are exactly ``fc_out(states)``, so the
+    loss may project the states itself; None for any other model (a learner's own)."""
+    core = model
+    while not isinstance(core, Seq2Seq) and isinstance(
+            inner := getattr(core, "module", getattr(core, "_orig_mod", None)), nn.Module):
+        core = inner
+    if not isinstance(core, Seq2Seq):
+        return None
+    decoder = core.decoder
+    plain = type(decoder).project is DecoderBase.project
+    fc_out = getattr(decoder, "fc_out", None)
+    return fc_out if plain and type(fc_out) is nn.Linear else None
 
 
 class RunningSum:

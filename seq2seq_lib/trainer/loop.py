@@ -39,6 +39,7 @@ from ..train import (
     batch_loss,
     evaluate_loss,
 )
+from .compiling import maybe_compile
 from .keeper import CheckpointKeeper, Snapshot, legacy_state
 from .order import POSITION_VERSION, EpochOrder, check_loaders
 from .state import TrainState, rng_state
@@ -172,10 +173,10 @@ class Trainer:
         check_loaders(self.order, st.epoch, self.valid_loader, self.dist)
         if self.progress and self.is_main:
             print(f"{describe_device(self.device)} · {self.precision}")
-        step_model = self.model
+        step_model = maybe_compile(self.model, self.cfg.compile, self.device)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            step_model = DistributedDataParallel(self.model, device_ids=ids)
+            step_model = DistributedDataParallel(step_model, device_ids=ids)
         self.stops.start()
         self._new_segment()
         stopped = "finished"

@@ -51,14 +51,23 @@ def smoothed(loss_fn: LossFn, label_smoothing: float) -> LossFn:
     return functools.partial(loss_fn, label_smoothing=label_smoothing)
 
 
+def chunked(loss_fn: LossFn, loss_chunk: int) -> LossFn:
+    """``loss_fn`` with ``loss_chunk`` passed on, where it takes one (a loss function of its
+    own that does not is used as it is)."""
+    if "loss_chunk" not in inspect.signature(loss_fn).parameters:
+        return loss_fn
+    return functools.partial(loss_fn, loss_chunk=loss_chunk)
+
+
 class Updater:
     """Adam (with PyTorch's fused kernel), one gradient scaler for a whole fp16 run, the
-    schedule ``cfg.lr_schedule`` asks for, and the loss with ``cfg.label_smoothing``."""
+    schedule ``cfg.lr_schedule`` asks for, and the loss with ``cfg.label_smoothing`` (and
+    ``cfg.loss_chunk``)."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device,
                  precision: PrecisionChoice, loss_fn: LossFn):
         self.model, self.cfg, self.device, self.precision = model, cfg, device, precision
-        self.loss_fn = smoothed(loss_fn, cfg.label_smoothing)
+        self.loss_fn = smoothed(chunked(loss_fn, cfg.loss_chunk), cfg.label_smoothing)
         self.optimizer = make_optimizer(model, cfg.lr, device)
         self.scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
         self.scheduler = make_scheduler(self.optimizer, cfg)
