@@ -344,12 +344,11 @@ def profile_train(precision: str, quick: bool, device: str, top: int = 8) -> Pro
 
     result = fit(model, train_loader, valid_loader, cfg, progress=False, device=dev,
                  hooks={"on_epoch": [start], "on_step": [stop]})
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
-    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    from profile_train import top_ops  # bench/ is on the path (its own script's table)
+
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
     return Profile(result.precision, steps, total / 1e6,
-                   [(e.key, e.self_cpu_time_total / 1e6, e.self_cpu_time_total / total, e.count)
-                    for e in rows])
+                   [(name, ms / 1e3, share, calls) for name, ms, share, calls in top_ops(prof, top)])
 
 
 # ---------------------------------------------------------------- 4. quality
