@@ -28,28 +28,44 @@ class Batch:
 
     ``src``: [src_len, batch]; ``src_lens``: [batch] (on the CPU, as packing wants);
     ``trg``: [trg_len, batch], starting with ``<sos>`` and ending with ``<eos>`` before padding.
+    ``trg_index``: [n_tokens] int64, the positions in ``trg[1:].flatten()`` that are not
+    ``pad_id``, in order (found on the CPU by :func:`collate`, so that the device never turns a
+    mask into positions, which waits for the device on CUDA).
     """
 
     src: torch.Tensor
     src_lens: torch.Tensor
     trg: torch.Tensor
     n_tokens: int | None = None  # target tokens the loss scores (counted on the CPU by collate)
+    trg_index: torch.Tensor | None = None
+    pad_id: int = Vocab.pad_id  # what trg is padded with (what trg_index leaves out)
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on ``device`` (lengths stay on the CPU); from pinned memory (a loader
         with ``pin_memory=True``) the copy runs while the device computes."""
+        index = None if self.trg_index is None else self.trg_index.to(device, non_blocking=True)
         return Batch(self.src.to(device, non_blocking=True), self.src_lens,
-                     self.trg.to(device, non_blocking=True), self.n_tokens)
+                     self.trg.to(device, non_blocking=True), self.n_tokens, index, self.pad_id)
 
     def pin_memory(self) -> Batch:
         """The batch in page-locked memory (what a DataLoader with ``pin_memory=True`` calls)."""
-        return Batch(self.src.pin_memory(), self.src_lens, self.trg.pin_memory(), self.n_tokens)
+        index = None if self.trg_index is None else self.trg_index.pin_memory()
+        return Batch(self.src.pin_memory(), self.src_lens, self.trg.pin_memory(), self.n_tokens,
+                     index, self.pad_id)
 
     def loss_tokens(self, pad_id: int = Vocab.pad_id) -> int:
         """Target tokens the loss scores: ``n_tokens``, or counted now (on the batch's device)."""
         if self.n_tokens is not None:
             return self.n_tokens
         return int((self.trg[1:] != pad_id).sum())
+
+    def target_index(self, pad_id: int = Vocab.pad_id) -> torch.Tensor:
+        """Positions in ``trg[1:].flatten()`` that are not ``pad_id``: [n_tokens] int64;
+        ``trg_index`` when it was found for this ``pad_id``, else found now (on the batch's
+        device: a batch built by hand)."""
+        if self.trg_index is not None and pad_id == self.pad_id:
+            return self.trg_index
+        return target_positions(self.trg, pad_id)
 
     @property
     def batch_size(self) -> int:
@@ -107,7 +123,13 @@ def collate(examples: list[tuple[torch.Tensor, torch.Tensor]] | Batch,
     trg = pad_sequence(list(trgs), padding_value=pad_id)  # [trg_len, batch]
     src_lens = torch.tensor([len(s) for s in srcs], dtype=torch.long)  # [batch]
     n_tokens = sum(len(t) for t in trgs) - len(trgs)  # everything after <sos>
-    return Batch(src, src_lens, trg, n_tokens)
+    return Batch(src, src_lens, trg, n_tokens, target_positions(trg, pad_id), pad_id)
+
+
+def target_positions(trg: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The positions in ``trg[1:].flatten()`` that are not ``pad_id``, in order: [n] int64
+    (the rows ``x[1:][trg[1:] != pad_id]`` takes, as ``x[1:].flatten(0, 1)[positions]``)."""
+    return torch.nonzero((trg[1:] != pad_id).flatten()).squeeze(1)  # [n_tokens]
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -512,8 +534,9 @@ class CachedDataset(Dataset):
         idx %= max(self._len, 1)
         src, src_lens = self._padded("src", idx)
         trg, trg_lens = self._padded("trg", idx)
+        index = np.flatnonzero(trg[1:] != self.pad_id)  # [n_tokens]: see Batch.trg_index
         return Batch(torch.from_numpy(src), torch.from_numpy(src_lens), torch.from_numpy(trg),
-                     int(trg_lens.sum()) - len(idx))
+                     int(trg_lens.sum()) - len(idx), torch.from_numpy(index), self.pad_id)
 
     def _padded(self, side: Literal["src", "trg"], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sentences ``idx`` of one side with ``<sos>``/``<eos>``, padded: ([len, batch] int64,

@@ -76,6 +76,8 @@ class Decoder(DecoderBase):
 class Seq2Seq(nn.Module):
     """Encoder + decoder. ``logits[t]`` is the prediction for ``trg[t + 1]``."""
 
+    takes_trg_index = True  # forward accepts trg_index= (train.batch_loss passes it)
+
     def __init__(self, encoder: Encoder, decoder: DecoderBase):
         super().__init__()
         self.encoder = encoder
@@ -95,7 +97,7 @@ class Seq2Seq(nn.Module):
 
     def forward(self, src: torch.Tensor, src_lens: torch.Tensor, trg: torch.Tensor,
                 teacher_forcing_ratio: float = 1.0, fused: bool | None = None,
-                pad_id: int | None = None) -> torch.Tensor:
+                pad_id: int | None = None, trg_index: torch.Tensor | None = None) -> torch.Tensor:
         """Score a target sentence: everything the loss needs, in one call.
 
         The training step calls the model only through this method (never its parts), so a
@@ -108,16 +110,19 @@ class Seq2Seq(nn.Module):
         :param pad_id: return only the rows the loss scores: the positions where ``trg[1:]`` is
             not ``pad_id``, in the order of ``trg[1:][trg[1:] != pad_id]``. On the fused path
             only those states are projected onto the vocabulary (the largest matrix product).
+        :param trg_index: the same rows given as positions in ``trg[1:].flatten()`` ([n_tokens]
+            int64, ``Batch.trg_index``, found on the CPU): used instead of ``pad_id``'s mask, so
+            that the device does not turn a mask into positions (a wait on CUDA).
         :return: logits [trg_len - 1, batch, trg_vocab], row t predicting ``trg[t + 1]``; with
             ``pad_id``, logits [n_tokens, trg_vocab] of the real target words.
         """
         enc = self.encode(src, src_lens)
         if fused is None:
             fused = teacher_forcing_ratio >= 1.0
-        mask = trg[1:] != pad_id if pad_id is not None else None  # [trg_len - 1, batch]
+        mask = trg[1:] != pad_id if pad_id is not None and trg_index is None else None
         if fused:
             states, _ = self.decode_states(enc, trg[:-1])  # [trg_len - 1, batch, hid]
-            return self.decoder.project(states if mask is None else states[mask])
+            return self.decoder.project(_real_rows(states, mask, trg_index))
         hidden = enc.hidden
         inp = trg[0]  # [batch], all <sos>
         steps = []
@@ -128,7 +133,16 @@ class Seq2Seq(nn.Module):
             teacher = random.random() < teacher_forcing_ratio
             inp = trg[t + 1] if teacher else logits.argmax(-1)
         logits = torch.stack(steps)  # [trg_len - 1, batch, trg_vocab]
-        return logits if mask is None else logits[mask]
+        return _real_rows(logits, mask, trg_index)
+
+
+def _real_rows(x: torch.Tensor, mask: torch.Tensor | None, index: torch.Tensor | None
+               ) -> torch.Tensor:
+    """``x`` [trg_len - 1, batch, d] as it is, or only its rows the loss scores: [n_tokens, d]
+    (by positions in the flattened first two dimensions, or by a mask)."""
+    if index is not None:
+        return x.flatten(0, 1).index_select(0, index)
+    return x if mask is None else x[mask]
 
 
 def count_parameters(model: nn.Module) -> list[tuple[str, tuple[int, ...], int]]:

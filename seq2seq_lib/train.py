@@ -53,12 +53,13 @@ def batch_loss(model: nn.Module, batch: Batch, teacher_forcing_ratio: float = 1.
         2016; torch's ``cross_entropy(label_smoothing=)``), so the model is never pushed
         towards certainty. 0 is plain cross-entropy.
     """
-    target = batch.trg[1:]  # [trg_len - 1, batch]
-    mask = target != pad_id
-    logits = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio,
-                   pad_id=pad_id)  # [n_tokens, trg_vocab]
-    loss = nn.functional.cross_entropy(logits.float(), target[mask],
-                                       label_smoothing=label_smoothing)
+    index = batch.target_index(pad_id)  # [n_tokens]: the real target words, found on the CPU
+    # the library's Seq2Seq takes the positions (no mask turned into positions on the device)
+    by_index = getattr(getattr(model, "module", model), "takes_trg_index", False)
+    logits = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio, pad_id=pad_id,
+                   **({"trg_index": index} if by_index else {}))  # [n_tokens, trg_vocab]
+    target = batch.trg[1:].flatten().index_select(0, index)  # [n_tokens]
+    loss = nn.functional.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
     return loss, batch.loss_tokens(pad_id)
 
 
