@@ -6,8 +6,10 @@ with one and with two processes.
     python bench/bench_scale.py ddp [--before OLD_TREE]
     python bench/bench_scale.py all                          # all three (long: a quiet machine)
 
-- ``preprocess``: synthetic *novel* pairs (random Chinese characters and English words drawn
-  from the HSK sentences, so that no sentence repeats), written to aligned files and preprocessed
+- ``preprocess``: synthetic *novel* pairs (random sequences of the Chinese words and English
+  words of the HSK sentences, so that no sentence repeats; ``--zh-text chars``: random Chinese
+  characters, whose vocabulary grows with the corpus, see :func:`write_novel`), written to
+  aligned files and preprocessed
   by ``python -m seq2seq_lib preprocess`` with N workers: wall time, pairs/s as the command
   reports it, peak memory of the process tree (PSS, see ``bench_cache.run_measured``), cache
   size, and the time from ``load_cache`` to the first training batch.
@@ -52,28 +54,44 @@ from bench_cache import FIRST_BATCH_CACHE, child_result, folder_mib, run_measure
 # ---------------------------------------------------------------- novel text
 
 
-def alphabets() -> tuple[list[str], list[str]]:
-    """The Chinese characters and the English words of the HSK sentences."""
+def alphabets() -> tuple[list[str], list[str], list[str]]:
+    """The Chinese characters, the Chinese words of two or more characters (as jieba splits
+    them) and the English words of the HSK sentences."""
     from seq2seq_lib import load_hsk
+    from seq2seq_lib.tokenize import tokenize_zh
 
     pairs = load_hsk().pairs
     chars = sorted({c for zh, _ in pairs for c in zh if "\u4e00" <= c <= "\u9fff"})
+    zh_words = sorted({w for zh, _ in pairs for w in tokenize_zh(zh) if len(w) >= 2
+                       and all("\u4e00" <= c <= "\u9fff" for c in w)})
     words = sorted({w.strip(".,!?\"'").lower() for _, en in pairs for w in en.split()} - {""})
-    return chars, words
+    return chars, zh_words, words
 
 
-def write_novel(n: int, folder: Path, seed: int = 0, block: int = 100_000) -> tuple[Path, Path]:
-    """``n`` random pairs (6-24 characters, 4-16 words), streamed to two files a block at a
-    time: memory does not grow with ``n``, and the sentences do not repeat."""
-    chars, words = alphabets()
+def write_novel(n: int, folder: Path, seed: int = 0, block: int = 100_000,
+                zh_text: str = "words") -> tuple[Path, Path]:
+    """``n`` random pairs, streamed to two files a block at a time: memory does not grow with
+    ``n``, and the sentences do not repeat.
+
+    ``zh_text="words"``: 3-11 Chinese words of the HSK sentences (about 2.2 characters each),
+    so that jieba finds mostly those words again and the number of token types stays bounded,
+    as in real text (a few thousand new types per 100k pairs, fewer and fewer);
+    ``"chars"``: 6-24 random characters, which jieba's HMM joins into ever-new "words" (about
+    4.6 new types per pair: 930k types at 200k pairs), so that memory grows with the corpus
+    through its vocabulary. English: 4-16 words either way.
+    """
+    if zh_text not in ("words", "chars"):
+        raise ValueError(f"zh_text={zh_text!r}: use 'words' or 'chars'")
+    chars, zh_words, words = alphabets()
+    units, zh_range = (zh_words, (3, 12)) if zh_text == "words" else (chars, (6, 25))
     rng = np.random.default_rng(seed)
     zh_path, en_path = folder / f"novel-{n}.zh", folder / f"novel-{n}.en"
     punct = np.array(list("。？！"))
     with zh_path.open("w", encoding="utf-8") as zh, en_path.open("w", encoding="utf-8") as en:
         for start in range(0, n, block):
             m = min(block, n - start)
-            zh_lens, en_lens = rng.integers(6, 25, m), rng.integers(4, 17, m)
-            c = np.array(chars)[rng.integers(0, len(chars), int(zh_lens.sum()))]
+            zh_lens, en_lens = rng.integers(*zh_range, m), rng.integers(4, 17, m)
+            c = np.array(units)[rng.integers(0, len(units), int(zh_lens.sum()))]
             w = np.array(words)[rng.integers(0, len(words), int(en_lens.sum()))]
             zh_cuts, en_cuts = np.cumsum(zh_lens)[:-1], np.cumsum(en_lens)[:-1]
             ends = punct[rng.integers(0, 3, m)]
@@ -83,10 +101,11 @@ def write_novel(n: int, folder: Path, seed: int = 0, block: int = 100_000) -> tu
     return zh_path, en_path
 
 
-def bench_preprocess(sizes: list[int], workers: list[int], work: Path) -> list[dict]:
+def bench_preprocess(sizes: list[int], workers: list[int], work: Path,
+                     zh_text: str = "words") -> list[dict]:
     rows = []
     for n in sizes:
-        src, trg = write_novel(n, work)
+        src, trg = write_novel(n, work, zh_text=zh_text)
         for w in workers:
             out = work / f"cache-{n}-{w}"
             proc, wall, peak, kind = run_measured(
@@ -95,7 +114,7 @@ def bench_preprocess(sizes: list[int], workers: list[int], work: Path) -> list[d
             rate = float(re.search(r"\(([\d,]+) pairs/s", proc.stdout).group(1).replace(",", ""))
             first = child_result(run_measured([sys.executable, "-c", FIRST_BATCH_CACHE,
                                                str(out)])[0])
-            rows.append({"pairs": n, "workers": w, "pairs_per_s": rate, "wall_s": wall,
+            rows.append({"pairs": n, "zh_text": zh_text, "workers": w, "pairs_per_s": rate, "wall_s": wall,
                          "peak_mib": peak, "memory": kind, "cache_mib": folder_mib(out),
                          "first_batch_s": first["seconds"]})
             print(f"  preprocess {n:,} novel pairs, {w} worker(s): {rate:,.0f} pairs/s, {wall:.1f} s "
@@ -249,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("part", choices=("sampler", "preprocess", "ddp", "all"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--zh-text", choices=("words", "chars"), default="words",
+                        help="preprocess: Chinese made of HSK words (a bounded vocabulary, as "
+                             "real text) or of random characters (ever-new jieba words)")
     parser.add_argument("--indices", type=int, default=10_000_000)
     parser.add_argument("--cache", type=Path, help="ddp: a cache to train from (default: one "
                                                    "of --ddp-pairs novel pairs)")
@@ -264,7 +286,8 @@ def main(argv: list[str] | None = None) -> None:
         results["sampler"] = bench_sampler(args.indices)
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.workdir) as tmp:
         if args.part in ("preprocess", "all"):
-            results["preprocess"] = bench_preprocess(args.sizes, args.workers, Path(tmp))
+            results["preprocess"] = bench_preprocess(args.sizes, args.workers, Path(tmp),
+                                                     args.zh_text)
         if args.part in ("ddp", "all"):
             results["ddp"] = bench_ddp(Path(tmp), args.ddp_pairs, args.steps, args.before,
                                        args.cache)

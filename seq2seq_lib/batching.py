@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,28 +28,44 @@ class Batch:
 
     ``src``: [src_len, batch]; ``src_lens``: [batch] (on the CPU, as packing wants);
     ``trg``: [trg_len, batch], starting with ``<sos>`` and ending with ``<eos>`` before padding.
+    ``trg_index``: [n_tokens] int64, the positions in ``trg[1:].flatten()`` that are not
+    ``pad_id``, in order (found on the CPU by :func:`collate`, so that the device never turns a
+    mask into positions, which waits for the device on CUDA).
     """
 
     src: torch.Tensor
     src_lens: torch.Tensor
     trg: torch.Tensor
     n_tokens: int | None = None  # target tokens the loss scores (counted on the CPU by collate)
+    trg_index: torch.Tensor | None = None
+    pad_id: int = Vocab.pad_id  # what trg is padded with (what trg_index leaves out)
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on ``device`` (lengths stay on the CPU); from pinned memory (a loader
         with ``pin_memory=True``) the copy runs while the device computes."""
+        index = None if self.trg_index is None else self.trg_index.to(device, non_blocking=True)
         return Batch(self.src.to(device, non_blocking=True), self.src_lens,
-                     self.trg.to(device, non_blocking=True), self.n_tokens)
+                     self.trg.to(device, non_blocking=True), self.n_tokens, index, self.pad_id)
 
     def pin_memory(self) -> Batch:
         """The batch in page-locked memory (what a DataLoader with ``pin_memory=True`` calls)."""
-        return Batch(self.src.pin_memory(), self.src_lens, self.trg.pin_memory(), self.n_tokens)
+        index = None if self.trg_index is None else self.trg_index.pin_memory()
+        return Batch(self.src.pin_memory(), self.src_lens, self.trg.pin_memory(), self.n_tokens,
+                     index, self.pad_id)
 
     def loss_tokens(self, pad_id: int = Vocab.pad_id) -> int:
         """Target tokens the loss scores: ``n_tokens``, or counted now (on the batch's device)."""
         if self.n_tokens is not None:
             return self.n_tokens
         return int((self.trg[1:] != pad_id).sum())
+
+    def target_index(self, pad_id: int = Vocab.pad_id) -> torch.Tensor:
+        """Positions in ``trg[1:].flatten()`` that are not ``pad_id``: [n_tokens] int64;
+        ``trg_index`` when it was found for this ``pad_id``, else found now (on the batch's
+        device: a batch built by hand)."""
+        if self.trg_index is not None and pad_id == self.pad_id:
+            return self.trg_index
+        return target_positions(self.trg, pad_id)
 
     @property
     def batch_size(self) -> int:
@@ -107,7 +123,13 @@ def collate(examples: list[tuple[torch.Tensor, torch.Tensor]] | Batch,
     trg = pad_sequence(list(trgs), padding_value=pad_id)  # [trg_len, batch]
     src_lens = torch.tensor([len(s) for s in srcs], dtype=torch.long)  # [batch]
     n_tokens = sum(len(t) for t in trgs) - len(trgs)  # everything after <sos>
-    return Batch(src, src_lens, trg, n_tokens)
+    return Batch(src, src_lens, trg, n_tokens, target_positions(trg, pad_id), pad_id)
+
+
+def target_positions(trg: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The positions in ``trg[1:].flatten()`` that are not ``pad_id``, in order: [n] int64
+    (the rows ``x[1:][trg[1:] != pad_id]`` takes, as ``x[1:].flatten(0, 1)[positions]``)."""
+    return torch.nonzero((trg[1:] != pad_id).flatten()).squeeze(1)  # [n_tokens]
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -158,16 +180,20 @@ class BucketBatchSampler(Sampler[list[int]]):
         keys = np.asarray(lengths, dtype=np.int64)
         self.keys = keys.reshape(len(keys), -1)  # [n, k]
         self._sort_key = _combined(self.keys)  # [n]: one integer that sorts as the keys
-        self._width = self.keys.max(axis=1, initial=0)  # [n]: the padded length it costs
+        # [n]: the padded length it costs (16 bits when it fits: cheaper to gather)
+        self._width = _small(self.keys.max(axis=1, initial=0))
         self.loss_tokens = None if loss_tokens is None else np.asarray(loss_tokens, np.int64)
         if self.loss_tokens is not None and self.loss_tokens.shape != (len(self.keys),):
             raise ValueError(f"{len(self.keys)} keys but {len(self.loss_tokens)} token counts")
+        self._loss_small = None if self.loss_tokens is None else _small(self.loss_tokens)
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.seed, self.pool_factor, self.drop_last = seed, pool_factor, drop_last
         self.num_replicas, self.rank, self.accumulate = num_replicas, rank, accumulate
         self.epoch = 0
         self.start = 0
-        self._cached: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        # (epoch, its plan, its batches' loss tokens [b] or None)
+        self._cached: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray],
+                            np.ndarray | None] | None = None
 
     @property
     def group(self) -> int:
@@ -190,10 +216,16 @@ class BucketBatchSampler(Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.keys))
         pool = self._pool_size()
-        order = order[_pool_sort(self._sort_key[order], pool)]
-        starts, sizes = self._cut(order, pool)
+        carried = [self._width if self.max_tokens is not None else None, self._loss_small]
+        width, loss = _pool_sort_in_place(order, self._sort_key, pool, carried)
+        starts, sizes = self._cut(len(order), width, pool)
+        tokens = None
+        if loss is not None:  # the batches are contiguous: one sum from each start to the next
+            end = int(starts[-1] + sizes[-1]) if len(starts) else 0
+            tokens = np.add.reduceat(loss[:end], starts, dtype=np.int64) if end else sizes * 0
         shuffle = rng.permutation(len(sizes))
-        self._cached = (self.epoch, (order, starts[shuffle], sizes[shuffle]))
+        self._cached = (self.epoch, (order, starts[shuffle], sizes[shuffle]),
+                        None if tokens is None else tokens[shuffle])
         return self._cached[1]
 
     def n_batches(self) -> int:
@@ -206,9 +238,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         typical = float(self._width.mean()) if len(self.keys) else 1.0
         return max(1, int(self.max_tokens / max(typical, 1.0))) * self.pool_factor
 
-    def _cut(self, order: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
-        """(starts, sizes) of the batches the sorted pools of ``order`` are cut into."""
-        n = len(order)
+    def _cut(self, n: int, width: np.ndarray | None, pool: int) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, sizes) of the batches the sorted pools of ``n`` examples are cut into
+        (``width``: [n] the padded length of every example in the sorted order, for a budget)."""
         if self.batch_size is not None:  # a pool holds pool_factor whole batches
             starts = np.arange(0, n, self.batch_size, dtype=np.int64)
             sizes = np.minimum(self.batch_size, n - starts)
@@ -216,7 +248,7 @@ class BucketBatchSampler(Sampler[list[int]]):
                 whole = sizes == self.batch_size
                 starts, sizes = starts[whole], sizes[whole]
             return starts, sizes
-        return _budget_cut(self._width[order], pool, self.max_tokens)
+        return _budget_cut(width, pool, self.max_tokens)
 
     def _slots(self) -> np.ndarray:
         """The global batches of every step from ``start`` on: [steps, group] indices into
@@ -233,10 +265,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         [steps] int64, the same on every process (what the loss of a step is averaged over)."""
         if self.loss_tokens is None:
             raise ValueError("this sampler was built without loss_tokens=")
-        order, starts, sizes = self.plan()
-        cumulative = np.concatenate([[0], np.cumsum(self.loss_tokens[order])])
-        per_batch = cumulative[starts + sizes] - cumulative[starts]
-        return per_batch[self._slots()].sum(axis=1)
+        self.plan()
+        return self._cached[2][self._slots()].sum(axis=1)
 
     def _mine(self) -> np.ndarray:
         """This process's batches, in the order it trains on them: [steps * accumulate]."""
@@ -296,20 +326,33 @@ def _small(values: np.ndarray) -> np.ndarray:
     return values
 
 
-@lru_cache(maxsize=4)
-def _pool_of_position(n: int, pool: int) -> np.ndarray:
-    """The pool of every position: [n], 16 bits when it fits (computed once per size)."""
-    n_pools = -(-n // pool)
-    dtype = np.uint16 if n_pools <= 1 << 16 else np.int64
-    return np.repeat(np.arange(n_pools, dtype=dtype), pool)[:n]
+def _pool_sort_in_place(order: np.ndarray, sort_key: np.ndarray, pool: int,
+                        carried: list[np.ndarray | None]) -> list[np.ndarray | None]:
+    """Sort every pool of ``pool`` consecutive entries of ``order`` [n] by ``sort_key[order]``
+    (ties keep their order), in place; return each array of ``carried`` (per example, [n], or
+    None) taken in the sorted order.
 
-
-def _pool_sort(sort_key: np.ndarray, pool: int) -> np.ndarray:
-    """The permutation that sorts every pool of ``pool`` consecutive entries of ``sort_key`` (ties
-    keep their order): one stable sort by the key, then one by the pool (a radix sort in two
-    passes, each linear when its values fit in 16 bits)."""
-    by_key = np.argsort(sort_key, kind="stable")
-    return by_key[np.argsort(_pool_of_position(len(sort_key), pool)[by_key], kind="stable")]
+    About a million examples at a time are the rows of a [pools, pool] matrix, each row sorted
+    on its own (a radix sort when the keys fit in 16 bits; a row fits in the CPU's cache), and
+    the keys and the carried arrays are gathered block by block: no temporary array is as long
+    as the epoch, and no second sort of everything by pool is needed.
+    """
+    n = len(order)
+    out = [None if a is None else np.empty(n, dtype=a.dtype) for a in carried]
+    rows = max(1, (1 << 20) // pool)  # about a million examples a step
+    for a in range(0, n, rows * pool):
+        b = min(a + rows * pool, n)
+        cuts = [(a, b - (b - a) % pool, pool), (b - (b - a) % pool, b, (b - a) % pool)]
+        for lo, hi, size in cuts:  # the whole pools, then a last shorter one
+            if hi <= lo:
+                continue
+            block = order[lo:hi].reshape(-1, size)  # [pools, pool]
+            by_key = np.argsort(sort_key[block], axis=1, kind="stable")
+            for src, dst in zip(carried, out):
+                if src is not None:
+                    dst[lo:hi] = np.take_along_axis(src[block], by_key, axis=1).reshape(-1)
+            order[lo:hi] = np.take_along_axis(block, by_key, axis=1).reshape(-1)
+    return out
 
 
 def _budget_cut(width: np.ndarray, pool: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -320,7 +363,7 @@ def _budget_cut(width: np.ndarray, pool: int, max_tokens: int) -> tuple[np.ndarr
     n = len(width)
     pool_end = np.minimum(np.arange(0, n, pool, dtype=np.int64) + pool, n)
     current = np.arange(0, n, pool, dtype=np.int64)
-    too_wide = max_tokens + 1  # past a pool's end: over the budget whatever the count
+    too_wide = np.int64(max_tokens + 1)  # past a pool's end: over the budget whatever the count
     starts, sizes = [], []
     active = np.flatnonzero(current < pool_end)
     while len(active):
@@ -491,8 +534,9 @@ class CachedDataset(Dataset):
         idx %= max(self._len, 1)
         src, src_lens = self._padded("src", idx)
         trg, trg_lens = self._padded("trg", idx)
+        index = np.flatnonzero(trg[1:] != self.pad_id)  # [n_tokens]: see Batch.trg_index
         return Batch(torch.from_numpy(src), torch.from_numpy(src_lens), torch.from_numpy(trg),
-                     int(trg_lens.sum()) - len(idx))
+                     int(trg_lens.sum()) - len(idx), torch.from_numpy(index), self.pad_id)
 
     def _padded(self, side: Literal["src", "trg"], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sentences ``idx`` of one side with ``<sos>``/``<eos>``, padded: ([len, batch] int64,

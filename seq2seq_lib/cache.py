@@ -287,7 +287,20 @@ class _TypeTable:
         return to_global[local_ids]
 
     def vocab(self, min_freq: int, max_size: int | None) -> Vocab:
-        return Vocab.from_counts(dict(zip(self.index, self.counts.tolist())), min_freq, max_size)
+        """:meth:`Vocab.from_counts` of the table, given only the types that can be chosen:
+        seen ``min_freq`` times, and (with ``max_size``) at least as often as the
+        ``max_size``-th most frequent one, ties included; so its dictionary holds about
+        ``max_size`` types, not every type of the corpus."""
+        counts = self.counts[: len(self.index)]
+        floor = max(min_freq, 1)
+        if max_size is not None and len(counts) > max_size:
+            # the max_size-th largest count: fewer than max_size - 4 ordinary types rank above
+            # it, so no type the rule keeps is below it (the specials are at most 4 of them)
+            floor = max(floor, int(np.partition(counts, len(counts) - max_size)[-max_size]))
+        chosen = np.flatnonzero(counts >= floor)
+        types = list(self.index)
+        return Vocab.from_counts({types[i]: int(counts[i]) for i in chosen.tolist()}, min_freq,
+                                 max_size)
 
 
 @dataclass
@@ -567,14 +580,10 @@ def _second_pass(tmp: Path, stats: dict[str, Any], cfg: DataConfig,
         remap = np.fromiter((vocab.stoi.get(t, Vocab.unk_id) for t in stats["tables"][side].index),
                             dtype=np.int64)
         for split in SPLITS:
-            lens = np.fromfile(work / f"{split}.{side}.lens", dtype=np.int32)
-            offsets = np.zeros(len(lens) + 1, dtype=np.int64)
-            np.cumsum(lens, out=offsets[1:])
-            np.save(tmp / cache_file(split, f"{side}_lens"), lens)
-            np.save(tmp / cache_file(split, f"{side}_offsets"), offsets)
+            n_pairs[split], n_tokens.setdefault(split, {})[side] = _offsets_file(
+                work / f"{split}.{side}.lens", tmp / cache_file(split, f"{side}_lens"),
+                tmp / cache_file(split, f"{side}_offsets"))
             _remap_file(work / f"{split}.{side}.ids", tmp / cache_file(split, side), remap, dtype)
-            n_pairs[split] = len(lens)
-            n_tokens.setdefault(split, {})[side] = int(offsets[-1])
     shutil.rmtree(work)
     if cfg.lowercase:  # the usual spellings of the training targets, as prepare_data learns them
         _write_json(tmp / TRUECASE_FILE, TrueCaser.from_counts(stats["spellings"]).to_dict())
@@ -594,18 +603,43 @@ def _save_subwords(tmp: Path, subwords: Subwords) -> dict[str, Any]:
     return {"spm": spm} if spm else {}
 
 
-def _remap_file(src: Path, dst: Path, remap: np.ndarray, dtype: type) -> None:
-    """Scratch int32 provisional ids to a ``.npy`` of final ids, a block at a time."""
+def _npy_header(fh: Any, dtype: Any, n: int) -> None:
+    """The header ``np.save`` writes for a flat array of ``n`` values of ``dtype``."""
+    np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                              "fortran_order": False, "shape": (n,)})
+
+
+def _blocks(fh: Any) -> Iterator[np.ndarray]:
+    """The int32 values of an open scratch file, :data:`BLOCK` at a time."""
+    while (block := np.fromfile(fh, dtype=np.int32, count=BLOCK)).size:
+        yield block
+
+
+def _offsets_file(src: Path, lens_dst: Path, offsets_dst: Path) -> tuple[int, int]:
+    """Scratch int32 lengths to ``.npy`` lengths and offsets, a block at a time (neither is
+    ever whole in memory); return (sentences, tokens)."""
     n = src.stat().st_size // 4
-    if n == 0:
-        np.save(dst, np.zeros(0, dtype=dtype))
-        return
-    scratch = np.memmap(src, dtype=np.int32, mode="r")
-    final = np.lib.format.open_memmap(dst, mode="w+", dtype=dtype, shape=(n,))
-    for start in range(0, n, BLOCK):
-        final[start : start + BLOCK] = remap[scratch[start : start + BLOCK]]
-    final.flush()
-    del final, scratch
+    total = 0
+    with src.open("rb") as fh, lens_dst.open("wb") as lens, offsets_dst.open("wb") as offsets:
+        _npy_header(lens, np.int32, n)
+        _npy_header(offsets, np.int64, n + 1)
+        offsets.write(np.zeros(1, dtype=np.int64).tobytes())
+        for block in _blocks(fh):
+            lens.write(block.tobytes())
+            ends = np.cumsum(block, dtype=np.int64)
+            offsets.write((ends + total).tobytes())
+            total += int(ends[-1])
+    return n, total
+
+
+def _remap_file(src: Path, dst: Path, remap: np.ndarray, dtype: type) -> None:
+    """Scratch int32 provisional ids to a ``.npy`` of final ids, a block at a time (read and
+    written as plain files: no memory map whose pages would count as the process's memory)."""
+    n = src.stat().st_size // 4
+    with src.open("rb") as fh, dst.open("wb") as out:
+        _npy_header(out, dtype, n)
+        for block in _blocks(fh):
+            out.write(remap[block].astype(dtype).tobytes())
 
 
 def _write_json(path: Path, value: Any) -> None:

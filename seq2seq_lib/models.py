@@ -76,6 +76,8 @@ class Decoder(DecoderBase):
 class Seq2Seq(nn.Module):
     """Encoder + decoder. ``logits[t]`` is the prediction for ``trg[t + 1]``."""
 
+    takes_trg_index = True  # forward accepts trg_index= (train.batch_loss passes it)
+
     def __init__(self, encoder: Encoder, decoder: DecoderBase):
         super().__init__()
         self.encoder = encoder
@@ -95,7 +97,8 @@ class Seq2Seq(nn.Module):
 
     def forward(self, src: torch.Tensor, src_lens: torch.Tensor, trg: torch.Tensor,
                 teacher_forcing_ratio: float = 1.0, fused: bool | None = None,
-                pad_id: int | None = None, project: bool = True) -> torch.Tensor:
+                pad_id: int | None = None, project: bool = True,
+                trg_index: torch.Tensor | None = None) -> torch.Tensor:
         """Score a target sentence: everything the loss needs, in one call.
 
         The training step calls the model only through this method (never its parts), so a
@@ -111,6 +114,9 @@ class Seq2Seq(nn.Module):
         :param project: False: return the decoder states before the output layer instead of
             the logits (the fused path only), so the loss can project them a chunk at a time
             (:func:`~seq2seq_lib.loss.chunked_cross_entropy`).
+        :param trg_index: the same rows given as positions in ``trg[1:].flatten()`` ([n_tokens]
+            int64, ``Batch.trg_index``, found on the CPU): used instead of ``pad_id``'s mask, so
+            that the device does not turn a mask into positions (a wait on CUDA).
         :return: logits [trg_len - 1, batch, trg_vocab], row t predicting ``trg[t + 1]``; with
             ``pad_id``, logits [n_tokens, trg_vocab] of the real target words; with
             ``project=False``, states [..., hid] in place of the logits.
@@ -118,12 +124,12 @@ class Seq2Seq(nn.Module):
         enc = self.encode(src, src_lens)
         if fused is None:
             fused = teacher_forcing_ratio >= 1.0
-        mask = trg[1:] != pad_id if pad_id is not None else None  # [trg_len - 1, batch]
+        mask = trg[1:] != pad_id if pad_id is not None and trg_index is None else None
         if not (fused or project):
             raise ValueError("project=False needs the fused path (teacher_forcing_ratio >= 1)")
         if fused:
             states, _ = self.decode_states(enc, trg[:-1])  # [trg_len - 1, batch, hid]
-            states = states if mask is None else states[mask]  # [n_tokens, hid] with pad_id
+            states = _real_rows(states, mask, trg_index)  # [n_tokens, hid] with pad_id
             return self.decoder.project(states) if project else states
         hidden = enc.hidden
         inp = trg[0]  # [batch], all <sos>
@@ -135,7 +141,16 @@ class Seq2Seq(nn.Module):
             teacher = random.random() < teacher_forcing_ratio
             inp = trg[t + 1] if teacher else logits.argmax(-1)
         logits = torch.stack(steps)  # [trg_len - 1, batch, trg_vocab]
-        return logits if mask is None else logits[mask]
+        return _real_rows(logits, mask, trg_index)
+
+
+def _real_rows(x: torch.Tensor, mask: torch.Tensor | None, index: torch.Tensor | None
+               ) -> torch.Tensor:
+    """``x`` [trg_len - 1, batch, d] as it is, or only its rows the loss scores: [n_tokens, d]
+    (by positions in the flattened first two dimensions, or by a mask)."""
+    if index is not None:
+        return x.flatten(0, 1).index_select(0, index)
+    return x if mask is None else x[mask]
 
 
 def count_parameters(model: nn.Module) -> list[tuple[str, tuple[int, ...], int]]:

@@ -60,20 +60,33 @@ def batch_loss(model: nn.Module, batch: Batch, teacher_forcing_ratio: float = 1.
         tokens at a time (:func:`~seq2seq_lib.loss.chunked_cross_entropy`), so the logits of
         the whole batch never exist at once; 0: project all tokens in one piece.
     """
-    target = batch.trg[1:]  # [trg_len - 1, batch]
-    mask = target != pad_id
+    index = batch.target_index(pad_id)  # [n_tokens]: the real target words, found on the CPU
+    target = batch.trg[1:].flatten().index_select(0, index)  # [n_tokens]
+    core = library_model(model)
+    # the library's Seq2Seq takes the positions (no mask turned into positions on the device)
+    by_index = {"trg_index": index} if getattr(core, "takes_trg_index", False) else {}
     out_layer = chunkable_output(model) if loss_chunk and teacher_forcing_ratio >= 1 else None
     if out_layer is not None:
         states = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio,
-                       pad_id=pad_id, project=False)  # [n_tokens, hid]
-        loss = chunked_cross_entropy(states, out_layer.weight, out_layer.bias, target[mask],
+                       pad_id=pad_id, project=False, **by_index)  # [n_tokens, hid]
+        loss = chunked_cross_entropy(states, out_layer.weight, out_layer.bias, target,
                                      loss_chunk, label_smoothing)
         return loss, batch.loss_tokens(pad_id)
-    logits = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio,
-                   pad_id=pad_id)  # [n_tokens, trg_vocab]
-    loss = nn.functional.cross_entropy(logits.float(), target[mask],
-                                       label_smoothing=label_smoothing)
+    logits = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio, pad_id=pad_id,
+                   **by_index)  # [n_tokens, trg_vocab]
+    loss = nn.functional.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
     return loss, batch.loss_tokens(pad_id)
+
+
+def library_model(model: nn.Module) -> Seq2Seq | None:
+    """The library's :class:`Seq2Seq` that ``model`` is or wraps (DDP's and
+    :class:`~seq2seq_lib.trainer.compiling.CompileFallback`'s ``module``, ``torch.compile``'s
+    ``_orig_mod``), or None (a learner's own model)."""
+    core = model
+    while not isinstance(core, Seq2Seq) and isinstance(
+            inner := getattr(core, "module", getattr(core, "_orig_mod", None)), nn.Module):
+        core = inner
+    return core if isinstance(core, Seq2Seq) else None
 
 
 def chunkable_output(model: nn.Module) -> nn.Linear | None:
@@ -81,11 +94,8 @@ def chunkable_output(model: nn.Module) -> nn.Linear | None:
     :class:`~seq2seq_lib.trainer.compiling.CompileFallback`'s ``module``, ``torch.compile``'s
     ``_orig_mod``) when its logits are exactly ``fc_out(states)``, so the
     loss may project the states itself; None for any other model (a learner's own)."""
-    core = model
-    while not isinstance(core, Seq2Seq) and isinstance(
-            inner := getattr(core, "module", getattr(core, "_orig_mod", None)), nn.Module):
-        core = inner
-    if not isinstance(core, Seq2Seq):
+    core = library_model(model)
+    if core is None:
         return None
     decoder = core.decoder
     plain = type(decoder).project is DecoderBase.project
