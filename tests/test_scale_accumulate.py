@@ -1,5 +1,5 @@
 """Gradient accumulation: ``accumulate=K`` steps once per K batches with the loss averaged over
-all their tokens, so it trains exactly as batches K times larger (fp32, no dropout)."""
+all their tokens, so it trains as batches K times larger, up to rounding (fp32, no dropout)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,10 @@ def test_accumulating_k_batches_trains_as_k_times_larger_batches(tiny_data, k):
     (a, steps_a), (b, steps_b) = trained(data, micro, k), trained(data, big, 1)
     assert steps_a == steps_b == 2 * -(-7 // k)  # 20 pairs: 7 batches of 3 an epoch
     diff = max(float((a[n] - b[n]).abs().max()) for n in a)
-    assert diff < 1e-5, f"largest weight difference {diff:.2e}"
+    # rounding only: the micro-batches' gradients are summed in another order, and Adam's
+    # division by sqrt(v) magnifies that for weights with tiny gradients (2.7e-05 seen on one
+    # CPU); a loss weighted per batch instead of per token moved them by 4e-02 and more
+    assert diff < 1e-4, f"largest weight difference {diff:.2e}"
 
 
 def test_a_sampler_built_for_another_step_is_refused(tiny_data):
