@@ -39,19 +39,24 @@ def fallback_warnings(record) -> list[str]:
     return [str(w.message) for w in record if "--compile" in str(w.message)]
 
 
-def test_without_a_compiler_training_runs_uncompiled_after_one_line(tiny_data, monkeypatch):
-    monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
-    monkeypatch.setattr(compiling.torch, "compile",
-                        lambda *a, **k: pytest.fail("torch.compile must not be called"))
-    assert cxx_compiler() is None
+def fit_compiled(tiny_data) -> list[str]:
+    """Train a tiny model two epochs with ``compile=True``; return the fallback lines."""
     data_cfg, data = tiny_data
     model, train, valid, cfg, _ = tiny_setup(data_cfg, data, epochs=2, model_cfg=TINY)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         result = fit(model, train, valid, dataclasses.replace(cfg, compile=True), progress=False)
-    lines = fallback_warnings(record)
-    assert len(lines) == 1 and "no C++ compiler" in lines[0] and "uncompiled" in lines[0]
     assert len(result.history) == 2 and result.history[-1]["train_loss"] > 0
+    return fallback_warnings(record)
+
+
+def test_without_a_compiler_training_runs_uncompiled_after_one_line(tiny_data, monkeypatch):
+    monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
+    monkeypatch.setattr(compiling.torch, "compile",
+                        lambda *a, **k: pytest.fail("torch.compile must not be called"))
+    assert cxx_compiler() is None
+    lines = fit_compiled(tiny_data)
+    assert len(lines) == 1 and "no C++ compiler" in lines[0] and "uncompiled" in lines[0]
 
 
 def test_a_compile_error_at_the_first_call_falls_back_once(tiny_data, monkeypatch):
@@ -64,15 +69,9 @@ def test_a_compile_error_at_the_first_call_falls_back_once(tiny_data, monkeypatc
 
     monkeypatch.setattr(compiling, "cxx_compiler", lambda: "/usr/bin/c++")
     monkeypatch.setattr(compiling.torch, "compile", lambda model: compiled)
-    data_cfg, data = tiny_data
-    model, train, valid, cfg, _ = tiny_setup(data_cfg, data, epochs=2, model_cfg=TINY)
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        result = fit(model, train, valid, dataclasses.replace(cfg, compile=True), progress=False)
-    lines = fallback_warnings(record)
+    lines = fit_compiled(tiny_data)
     assert len(lines) == 1 and "compiling failed (InductorError" in lines[0], lines
     assert "InvalidCxxCompiler" in lines[0] and "uncompiled" in lines[0]
-    assert len(result.history) == 2 and result.history[-1]["train_loss"] > 0
 
 
 def test_an_error_of_the_model_itself_is_not_hidden():
