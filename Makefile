@@ -35,7 +35,7 @@ lint: $(STAMP)
 notebooks: $(STAMP) ## re-run every notebook top to bottom (default settings) and store the outputs
 	$(PY) tests/nbrun.py notebooks/[0-9][0-9]_*.ipynb
 
-bench: $(STAMP) ## speed, memory and BLEU on the HSK corpus (~25 min on 2 cores); writes bench/RESULTS.md
+bench: $(STAMP) ## speed, memory and BLEU on the HSK corpus (~35 min on 2 cores); writes bench/RESULTS.md
 	$(PY) bench/bench.py $(if $(REFERENCE),--reference $(REFERENCE))  # REFERENCE=the lesson's code
 
 lab: $(STAMP) ## open the course in JupyterLab

@@ -1,6 +1,6 @@
 """Speed, memory and quality of ``seq2seq_lib`` on the HSK corpus, in one run: ``make bench``.
 
-    python bench/bench.py                          # the full run (about 25 minutes, 2 cores)
+    python bench/bench.py                          # the full run (about 35 minutes, 2 cores)
     python bench/bench.py --reference LESSON.py    # also the lesson's own code, side by side
     python bench/bench.py --guard-seeds 1          # the quality guard on one seed (12 min less)
     python bench/bench.py --quick                  # a smoke run on a small sample: checks only
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="timed training epochs after the warm-up epoch (2)")
     p.add_argument("--guard-seeds", type=int, metavar="N",
                    help="training seeds of the bf16 quality guard: the demo recipe is trained "
-                        "2 × N times, about 2 minutes each (default 3; 1 with --quick)")
+                        "2 × N times, 2 to 4 minutes each (default 3; 1 with --quick)")
     p.add_argument("--reference", metavar="FILE",
                    help="the lesson's code made runnable: measured side by side (2 epochs)")
     p.add_argument("--quick", action="store_true",
