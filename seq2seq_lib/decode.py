@@ -245,11 +245,6 @@ class _Beams:
         self.done = torch.zeros(batch, dtype=torch.bool, device=device)
         self.last_step = 0
 
-    @property
-    def n_rows(self) -> int:
-        """Rows in the decoder's batch now (``k`` per sentence not yet done)."""
-        return self.rows_now.shape[0]
-
     def step(self, t: int, logp: torch.Tensor, step_attn: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Extend every live prefix by every word and keep the best, as the docstring of

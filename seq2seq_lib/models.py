@@ -76,8 +76,6 @@ class Decoder(DecoderBase):
 class Seq2Seq(nn.Module):
     """Encoder + decoder. ``logits[t]`` is the prediction for ``trg[t + 1]``."""
 
-    takes_trg_index = True  # forward accepts trg_index= (train.batch_loss passes it)
-
     def __init__(self, encoder: Encoder, decoder: DecoderBase):
         super().__init__()
         self.encoder = encoder

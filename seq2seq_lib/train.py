@@ -62,9 +62,8 @@ def batch_loss(model: nn.Module, batch: Batch, teacher_forcing_ratio: float = 1.
     """
     index = batch.target_index(pad_id)  # [n_tokens]: the real target words, found on the CPU
     target = batch.trg[1:].flatten().index_select(0, index)  # [n_tokens]
-    core = library_model(model)
     # the library's Seq2Seq takes the positions (no mask turned into positions on the device)
-    by_index = {"trg_index": index} if getattr(core, "takes_trg_index", False) else {}
+    by_index = {"trg_index": index} if library_model(model) is not None else {}
     out_layer = chunkable_output(model) if loss_chunk and teacher_forcing_ratio >= 1 else None
     if out_layer is not None:
         states = model(batch.src, batch.src_lens, batch.trg, teacher_forcing_ratio,
