@@ -12,7 +12,8 @@ with one and with two processes.
   aligned files and preprocessed
   by ``python -m seq2seq_lib preprocess`` with N workers: wall time, pairs/s as the command
   reports it, peak memory of the process tree (PSS, see ``bench_cache.run_measured``), cache
-  size, and the time from ``load_cache`` to the first training batch.
+  size, the time from ``load_cache`` to the first training batch, and the peak RSS of 50 training
+  steps from the cache (``bench_cache``'s small model).
 - ``sampler``: the epoch-start cost of :class:`~seq2seq_lib.batching.TokenBucketSampler` on
   synthetic lengths (``--indices``, default 10M): building it, and each epoch's plan plus its
   step token counts, for a batch size and a token budget, one and two processes (median of 3
@@ -49,7 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_cache import FIRST_BATCH_CACHE, child_result, folder_mib, run_measured  # noqa: E402
+from bench_cache import (FIRST_BATCH_CACHE, TRAIN_FROM_CACHE, child_result, folder_mib,  # noqa: E402
+                         run_measured)
 
 # ---------------------------------------------------------------- novel text
 
@@ -120,6 +122,13 @@ def bench_preprocess(sizes: list[int], workers: list[int], work: Path,
             print(f"  preprocess {n:,} novel pairs, {w} worker(s): {rate:,.0f} pairs/s, {wall:.1f} s "
                   f"wall, peak {kind} {peak:.0f} MiB, cache {folder_mib(out):.1f} MiB, first "
                   f"batch {first['seconds']:.2f} s", flush=True)
+        # training from this size's cache (the first worker count's): 50 steps of a small model
+        train = child_result(run_measured([sys.executable, "-c", TRAIN_FROM_CACHE,
+                                           str(work / f"cache-{n}-{workers[0]}")])[0])
+        for row in rows[-len(workers):]:
+            row["train_peak_mib"] = train["peak_mib"]
+        print(f"  training from the {n:,}-pair cache: peak RSS {train['peak_mib']:.0f} MiB "
+              f"(50 steps of a small model, batches of 64)", flush=True)
         for name in (src, trg):
             name.unlink()
     return rows

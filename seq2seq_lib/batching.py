@@ -186,6 +186,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         if self.loss_tokens is not None and self.loss_tokens.shape != (len(self.keys),):
             raise ValueError(f"{len(self.keys)} keys but {len(self.loss_tokens)} token counts")
         self._loss_small = None if self.loss_tokens is None else _small(self.loss_tokens)
+        # [2^16] or None: the width and the loss tokens looked up by a 16-bit sort key, so an
+        # epoch gathers the keys alone at random (the rest is read off the sorted keys)
+        self._width_table = _key_table(self._sort_key, self._width)
+        self._loss_table = _key_table(self._sort_key, self._loss_small)
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.seed, self.pool_factor, self.drop_last = seed, pool_factor, drop_last
         self.num_replicas, self.rank, self.accumulate = num_replicas, rank, accumulate
@@ -214,10 +218,16 @@ class BucketBatchSampler(Sampler[list[int]]):
         if self._cached is not None and self._cached[0] == self.epoch:
             return self._cached[1]
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.keys))
+        order = _permutation(rng, len(self.keys))
         pool = self._pool_size()
-        carried = [self._width if self.max_tokens is not None else None, self._loss_small]
-        width, loss = _pool_sort_in_place(order, self._sort_key, pool, carried)
+        want_width = self.max_tokens is not None
+        carried = [self._width if want_width and self._width_table is None else None,
+                   self._loss_small if self._loss_table is None else None]
+        keys, (width, loss) = _pool_sort_in_place(order, self._sort_key, pool, carried)
+        if want_width and width is None:
+            width = self._width_table[keys]
+        if loss is None and self._loss_table is not None:
+            loss = self._loss_table[keys]
         starts, sizes = self._cut(len(order), width, pool)
         tokens = None
         if loss is not None:  # the batches are contiguous: one sum from each start to the next
@@ -326,11 +336,46 @@ def _small(values: np.ndarray) -> np.ndarray:
     return values
 
 
+def _key_table(sort_key: np.ndarray, values: np.ndarray | None) -> np.ndarray | None:
+    """``values`` [n] as a table indexed by the 16-bit ``sort_key`` [n] (``table[sort_key] ==
+    values``), or None where the key is wider or one key has several values."""
+    if values is None or sort_key.dtype != np.uint16:
+        return None
+    table = np.zeros(1 << 16, dtype=values.dtype)
+    table[sort_key] = values
+    return table if np.array_equal(table[sort_key], values) else None
+
+
+_SHUFFLE_BUCKETS = 256  # uint8 labels: NumPy groups them by a linear-time radix sort
+_BLOCKED_FROM = 1 << 20  # below this the array fits in the CPU's cache: one plain permutation
+
+
+def _permutation(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(n)`` [n] int64.
+
+    A plain Fisher-Yates shuffle of millions of entries spends its time on cache misses. Past
+    a million, every entry draws one of 256 buckets at random, a stable radix sort groups the
+    buckets (entries in each keep their order), and each bucket, small enough for the cache, is
+    shuffled on its own: still uniform (the entries are treated alike throughout), about twice
+    as fast at 10M. Smaller ``n`` get ``rng.permutation(n)``, the same order as always.
+    """
+    if n < _BLOCKED_FROM:
+        return rng.permutation(n)
+    labels = rng.integers(0, _SHUFFLE_BUCKETS, n, dtype=np.uint8)
+    order = np.argsort(labels, kind="stable")  # [n]: bucket 0's entries, then bucket 1's...
+    low = 0
+    for high in np.cumsum(np.bincount(labels, minlength=_SHUFFLE_BUCKETS)).tolist():
+        rng.shuffle(order[low:high])
+        low = high
+    return order
+
+
 def _pool_sort_in_place(order: np.ndarray, sort_key: np.ndarray, pool: int,
-                        carried: list[np.ndarray | None]) -> list[np.ndarray | None]:
+                        carried: list[np.ndarray | None]
+                        ) -> tuple[np.ndarray, list[np.ndarray | None]]:
     """Sort every pool of ``pool`` consecutive entries of ``order`` [n] by ``sort_key[order]``
-    (ties keep their order), in place; return each array of ``carried`` (per example, [n], or
-    None) taken in the sorted order.
+    (ties keep their order), in place; return the keys in the sorted order [n], and each array
+    of ``carried`` (per example, [n], or None) taken in the sorted order.
 
     About a million examples at a time are the rows of a [pools, pool] matrix, each row sorted
     on its own (a radix sort when the keys fit in 16 bits; a row fits in the CPU's cache), and
@@ -338,6 +383,7 @@ def _pool_sort_in_place(order: np.ndarray, sort_key: np.ndarray, pool: int,
     as the epoch, and no second sort of everything by pool is needed.
     """
     n = len(order)
+    keys = np.empty(n, dtype=sort_key.dtype)
     out = [None if a is None else np.empty(n, dtype=a.dtype) for a in carried]
     rows = max(1, (1 << 20) // pool)  # about a million examples a step
     for a in range(0, n, rows * pool):
@@ -347,12 +393,14 @@ def _pool_sort_in_place(order: np.ndarray, sort_key: np.ndarray, pool: int,
             if hi <= lo:
                 continue
             block = order[lo:hi].reshape(-1, size)  # [pools, pool]
-            by_key = np.argsort(sort_key[block], axis=1, kind="stable")
+            block_keys = sort_key[block]  # [pools, pool]
+            by_key = np.argsort(block_keys, axis=1, kind="stable")
+            keys[lo:hi] = np.take_along_axis(block_keys, by_key, axis=1).reshape(-1)
             for src, dst in zip(carried, out):
                 if src is not None:
                     dst[lo:hi] = np.take_along_axis(src[block], by_key, axis=1).reshape(-1)
             order[lo:hi] = np.take_along_axis(block, by_key, axis=1).reshape(-1)
-    return out
+    return keys, out
 
 
 def _budget_cut(width: np.ndarray, pool: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
