@@ -177,15 +177,22 @@ class BucketBatchSampler(Sampler[list[int]]):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
-        keys = np.asarray(lengths, dtype=np.int64)
-        self.keys = keys.reshape(len(keys), -1)  # [n, k]
-        self._sort_key = _combined(self.keys)  # [n]: one integer that sorts as the keys
+        # Only 16-bit copies of the keys are kept when they fit, about 14 bytes an example with
+        # the epoch's order: 10 million examples cost some 150 MB, not 400.
+        keys = np.asarray(lengths)
+        if keys.dtype.kind not in "iu":  # e.g. lists of tuples read as objects
+            keys = keys.astype(np.int64)
+        keys = keys.reshape(len(keys), -1)  # [n, k]
+        self.n = len(keys)
+        self._sort_key = _combined(keys)  # [n]: one integer that sorts as the keys
         # [n]: the padded length it costs (16 bits when it fits: cheaper to gather)
-        self._width = _small(self.keys.max(axis=1, initial=0))
-        self.loss_tokens = None if loss_tokens is None else np.asarray(loss_tokens, np.int64)
-        if self.loss_tokens is not None and self.loss_tokens.shape != (len(self.keys),):
-            raise ValueError(f"{len(self.keys)} keys but {len(self.loss_tokens)} token counts")
-        self._loss_small = None if self.loss_tokens is None else _small(self.loss_tokens)
+        self._width = _small(keys.max(axis=1, initial=0).astype(np.int64, copy=False))
+        del keys
+        loss = None if loss_tokens is None else np.asarray(loss_tokens)
+        if loss is not None and loss.shape != (self.n,):
+            raise ValueError(f"{self.n} keys but {len(loss)} token counts")
+        # [n] the target tokens each example adds to the loss, or None
+        self._loss_small = None if loss is None else _small(loss.astype(np.int64, copy=False))
         # [2^16] or None: the width and the loss tokens looked up by a 16-bit sort key, so an
         # epoch gathers the keys alone at random (the rest is read off the sorted keys)
         self._width_table = _key_table(self._sort_key, self._width)
@@ -218,7 +225,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         if self._cached is not None and self._cached[0] == self.epoch:
             return self._cached[1]
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = _permutation(rng, len(self.keys))
+        order = _permutation(rng, self.n)
         pool = self._pool_size()
         want_width = self.max_tokens is not None
         carried = [self._width if want_width and self._width_table is None else None,
@@ -245,7 +252,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     def _pool_size(self) -> int:
         if self.batch_size is not None:
             return self.batch_size * self.pool_factor
-        typical = float(self._width.mean()) if len(self.keys) else 1.0
+        typical = float(self._width.mean()) if self.n else 1.0
         return max(1, int(self.max_tokens / max(typical, 1.0))) * self.pool_factor
 
     def _cut(self, n: int, width: np.ndarray | None, pool: int) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +280,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     def step_tokens(self) -> np.ndarray:
         """Target tokens of every step from ``start`` on, over all processes and micro-steps:
         [steps] int64, the same on every process (what the loss of a step is averaged over)."""
-        if self.loss_tokens is None:
+        if self._loss_small is None:
             raise ValueError("this sampler was built without loss_tokens=")
         self.plan()
         return self._cached[2][self._slots()].sum(axis=1)
@@ -306,11 +313,13 @@ class TokenBucketSampler(BucketBatchSampler):
     def __init__(self, src_lens: np.ndarray, trg_lens: np.ndarray, batch_size: int | None = None,
                  max_tokens: int | None = None, seed: int = 0, pool_factor: int = 50,
                  sort_by: SortBy = "target", **kwargs: Any):
-        src_lens, trg_lens = np.asarray(src_lens, np.int64), np.asarray(trg_lens, np.int64)
+        # 16-bit copies when they fit: the stacked keys of 10M examples then cost 40 MB, not 160
+        src_lens, trg_lens = (_small(np.asarray(a, np.int64)) for a in (src_lens, trg_lens))
         if src_lens.shape != trg_lens.shape:
             raise ValueError(f"{len(src_lens)} source lengths but {len(trg_lens)} targets")
         super().__init__(_keys(src_lens, trg_lens, sort_by), batch_size, seed, pool_factor,
-                         max_tokens=max_tokens, loss_tokens=trg_lens - 1, **kwargs)
+                         max_tokens=max_tokens, loss_tokens=trg_lens.astype(np.int32) - 1,
+                         **kwargs)
 
 
 def _keys(src_lens: np.ndarray, trg_lens: np.ndarray, sort_by: SortBy) -> np.ndarray:
@@ -351,7 +360,7 @@ _BLOCKED_FROM = 1 << 20  # below this the array fits in the CPU's cache: one pla
 
 
 def _permutation(rng: np.random.Generator, n: int) -> np.ndarray:
-    """A uniformly random permutation of ``range(n)`` [n] int64.
+    """A uniformly random permutation of ``range(n)`` [n] (int64; int32 past a million).
 
     A plain Fisher-Yates shuffle of millions of entries spends its time on cache misses. Past
     a million, every entry draws one of 256 buckets at random, a stable radix sort groups the
@@ -363,6 +372,8 @@ def _permutation(rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.permutation(n)
     labels = rng.integers(0, _SHUFFLE_BUCKETS, n, dtype=np.uint8)
     order = np.argsort(labels, kind="stable")  # [n]: bucket 0's entries, then bucket 1's...
+    if n < 1 << 31:  # half the memory, and half the bytes to move when shuffling
+        order = order.astype(np.int32)
     low = 0
     for high in np.cumsum(np.bincount(labels, minlength=_SHUFFLE_BUCKETS)).tolist():
         rng.shuffle(order[low:high])
