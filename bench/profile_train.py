@@ -9,6 +9,7 @@ stands in the way (the shares, not the seconds).
     OMP_NUM_THREADS=1 python bench/profile_train.py --precision fp32
     OMP_NUM_THREADS=1 python bench/profile_train.py --precision bf16 --top 25
     OMP_NUM_THREADS=1 python bench/profile_train.py --precision fp32 --chunked-loss 0
+    OMP_NUM_THREADS=1 python bench/profile_train.py --preset transformer --precision bf16
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def top_ops(prof: profile, top: int) -> list[tuple[str, float, float, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     from seq2seq_lib import DataConfig, ModelConfig, TrainConfig, prepare_data, set_seed
+    from seq2seq_lib.config import demo_configs, transformer_configs
     from seq2seq_lib.batching import make_loader
     from seq2seq_lib.device import resolve_precision
     from seq2seq_lib.recipe import new_model
@@ -54,11 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
     p.add_argument("--shapes", action="store_true",
                    help="group the operators by input shapes too (record_shapes)")
+    p.add_argument("--preset", choices=("lesson", "demo", "transformer"), default="lesson",
+                   help="the model, data and schedule: the lesson's defaults (the bench's row), "
+                        "or train --preset demo / transformer")
     args = p.parse_args(argv)
+    PRESETS = {"lesson": lambda: (DataConfig(), ModelConfig(), TrainConfig()),
+               "demo": demo_configs, "transformer": transformer_configs}
 
-    data = prepare_data(DataConfig(limit=args.limit))
-    model = new_model(data, ModelConfig(), seed=0)
-    cfg = TrainConfig(precision=args.precision, compile=args.compile)
+    data_cfg, model_cfg, train_cfg = PRESETS[args.preset]()
+    data = prepare_data(dataclasses.replace(data_cfg, limit=args.limit))
+    model = new_model(data, model_cfg, seed=0)
+    cfg = dataclasses.replace(train_cfg, precision=args.precision, compile=args.compile)
     if args.chunked_loss is not None:
         cfg = dataclasses.replace(cfg, loss_chunk=args.chunked_loss)
     set_seed(0)
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
         for batch in todo:
             updater.step(step_model, batch)
-    print(f"{precision} · {len(todo)} steps · threads {torch.get_num_threads()} · "
+    print(f"{args.preset} · {precision} · {len(todo)} steps · threads {torch.get_num_threads()} · "
           f"loss_chunk {cfg.loss_chunk} · compile {cfg.compile}")
     width = 48
     print(f"{'operator':<{width}} {'self ms':>10} {'share':>7} {'calls':>7}")
