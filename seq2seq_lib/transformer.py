@@ -3,7 +3,9 @@
 Both halves are stacks of PyTorch's own layers (``nn.TransformerEncoderLayer`` and
 ``nn.TransformerDecoderLayer``) in the pre-norm layout (``norm_first=True``: layer norm before
 each sub-layer, one more at the end of each stack), which trains without a long warm-up.
-Tensors stay in the library's layout, [len, batch, d_model].
+Tensors stay in the library's layout, [len, batch, d_model]. Their dropout layers are the
+library's :class:`~seq2seq_lib.dropout.Dropout` (cheap masks on the CPU); the attention weights'
+own dropout stays PyTorch's.
 
 The decoder keeps the interface of :class:`~seq2seq_lib.interface.DecoderBase`, so ``fit``, the
 Trainer, greedy and beam search and the Translator use it unchanged. Its "hidden" is a cache of
@@ -11,11 +13,13 @@ keys and values: for every past position, every layer's self-attention keys and 
 tensor [2 * n_layers, batch, n_heads, past, head_dim] (rows 2i and 2i + 1 of dim 0 are layer
 i's keys and values; indexed by sentence on dim 1, like a GRU's [n_layers, batch, hid], so beam
 search reorders it with ``index_select(1, ...)`` as it does a GRU's; the encoder's empty
-[0, batch] before the first word). A call with an empty cache (teacher forcing, or the first
-decoding step) runs every layer on all its positions exactly as ``nn.TransformerDecoderLayer``
-does, and returns the keys and values of those positions; a call after it computes only the new
-positions, whose queries attend to the cached keys and values (nothing of the past is
-recomputed). The keys and values of the encoder outputs are computed once per source batch and
+[0, batch] before the first word). Every call computes only its new positions (all of them
+with an empty cache: teacher forcing, or the first decoding step), whose queries attend to the
+cached keys and values and their own under the causal mask, with the layer's own weights and
+``F.scaled_dot_product_attention``; the keys and values it returns are the ones its attention
+used, so the cache costs no extra work, and nothing of the past is recomputed.
+:func:`decoder_layer` is the same layer as ``nn.TransformerDecoderLayer``'s own sub-modules
+compute it; the tests check that the two agree. The keys and values of the encoder outputs are computed once per source batch and
 kept in ``enc.cache``, as the attention decoder keeps its projected keys there (indexed by
 sentence on dim 0, so selecting rows of ``enc`` and of the cache together keeps them right).
 """
@@ -28,10 +32,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .dropout import Dropout, use_fast_dropout
 from .interface import DecoderBase, Encoded
 
-__all__ = ["TransformerDecoder", "TransformerEncoder", "causal_mask", "cross_attention_maps",
-           "decoder_layer", "sinusoidal_positions"]
+__all__ = ["TransformerDecoder", "TransformerEncoder", "cached_decoder_layer", "causal_mask",
+           "cross_attention_maps", "decoder_layer", "sinusoidal_positions"]
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | str | None = None
@@ -69,7 +74,7 @@ class _Embed(nn.Module):
         with torch.no_grad():
             self.embedding.weight[pad_id].zero_()
         self.scale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         # ids: [len, batch] at positions start, start + 1, ... → [len, batch, d_model]
@@ -90,7 +95,8 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         self.pad_id = pad_id
         self.embed = _Embed(vocab_size, d_model, dropout, pad_id)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, ff_dim, dropout, norm_first=True)
+        layer = use_fast_dropout(nn.TransformerEncoderLayer(d_model, n_heads, ff_dim, dropout,
+                                                            norm_first=True))
         self.layers = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(d_model),
                                             enable_nested_tensor=False)
         self.out_dim = d_model
@@ -117,7 +123,8 @@ class TransformerDecoder(DecoderBase):
         super().__init__()
         self.vocab_size = vocab_size
         self.embed = _Embed(vocab_size, d_model, dropout, pad_id)
-        layer = nn.TransformerDecoderLayer(d_model, n_heads, ff_dim, dropout, norm_first=True)
+        layer = use_fast_dropout(nn.TransformerDecoderLayer(d_model, n_heads, ff_dim, dropout,
+                                                            norm_first=True))
         self.layers = nn.TransformerDecoder(layer, n_layers, norm=nn.LayerNorm(d_model))
         self.fc_out = nn.Linear(d_model, vocab_size)
         self.fc_out.weight = self.embed.embedding.weight
@@ -139,17 +146,13 @@ class TransformerDecoder(DecoderBase):
             raise ValueError(f"hidden must be a key/value cache [2 * n_layers, batch, n_heads, "
                              f"past, head_dim] or empty, got shape {tuple(hidden.shape)}")
         x = self.embed(inputs, start=past)  # [steps, batch, d_model]
-        cross = None if past == 0 else self._cross_keys_values(enc)
+        cross = self._cross_keys_values(enc)
         caches = []
         for i, layer in enumerate(self.layers.layers):
-            if past == 0:  # every position anew: the layer as torch computes it
-                h = layer.norm1(x)
-                caches.append(_keys_values(layer.self_attn, h))
-                x = decoder_layer(layer, x, x, enc)
-            else:
-                x, kv = _cached_decoder_layer(layer, x, hidden[2 * i : 2 * i + 2], cross[i],
-                                              enc.mask)
-                caches.append(kv)
+            # with an empty cache (teacher forcing, the first step) every position is new
+            x, kv = cached_decoder_layer(layer, x, hidden[2 * i : 2 * i + 2] if past else None,
+                                          cross[i], enc.mask)
+            caches.append(kv)
         return self.layers.norm(x), torch.cat(caches), None
 
     def _cross_keys_values(self, enc: Encoded) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -195,23 +198,27 @@ def _attend(attn: nn.MultiheadAttention, x: torch.Tensor, k: torch.Tensor, v: to
     return attn.out_proj(out)
 
 
-def _cached_decoder_layer(layer: nn.TransformerDecoderLayer, x: torch.Tensor, past: torch.Tensor,
-                          cross: tuple[torch.Tensor, torch.Tensor], src_mask: torch.Tensor
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+def cached_decoder_layer(layer: nn.TransformerDecoderLayer, x: torch.Tensor,
+                          past: torch.Tensor | None, cross: tuple[torch.Tensor, torch.Tensor],
+                          src_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One pre-norm decoder layer for ``len(x)`` new positions after the cached ones: what
-    :func:`decoder_layer` computes for them, without recomputing anything of the past.
+    :func:`decoder_layer` computes for them, without recomputing anything of the past. The
+    keys and values of the new positions are the ones its self-attention uses: returning them
+    costs no extra product (teacher forcing runs this with no past).
 
     :param x: [n, batch, d] this layer's input at the new positions.
-    :param past: [2, batch, n_heads, past, head_dim] its self-attention keys and values so far.
+    :param past: [2, batch, n_heads, past, head_dim] its self-attention keys and values so far,
+        or None (no position before these).
     :param cross: its keys and values of the encoder outputs, [batch, n_heads, src_len,
         head_dim] each; :param src_mask: [batch, src_len], True at real source words.
     :return: the layer's output [n, batch, d] and the keys and values grown by the new
         positions, [2, batch, n_heads, past + n, head_dim].
     """
-    n, done = x.shape[0], past.shape[3]
+    n = x.shape[0]
+    done = 0 if past is None else past.shape[3]
     h = layer.norm1(x)
     new = _keys_values(layer.self_attn, h)
-    kv = torch.cat([past, new.to(past.dtype)], dim=3)
+    kv = new if past is None else torch.cat([past, new.to(past.dtype)], dim=3)
     see = None  # one new position sees everything so far; several, the causal mask
     if n > 1:
         see = torch.ones(n, done + n, dtype=torch.bool, device=x.device).tril(done)
@@ -251,8 +258,9 @@ def cross_attention_maps(model: nn.Module, src: torch.Tensor, src_lens: torch.Te
     :param model: a :class:`~seq2seq_lib.models.Seq2Seq` with a :class:`TransformerDecoder`.
     :param src: [src_len, batch]; :param trg_in: [trg_len, batch] the target ids read in.
     :return: [n_layers, batch, n_heads, trg_len, src_len] weights (rows sum to 1, zero on
-        padded source words). The layers are asked for their weights through hooks; what they
-        compute is unchanged.
+        padded source words). The pass goes through :func:`decoder_layer` (the layers' own
+        ``nn.MultiheadAttention`` modules), which are asked for their weights through hooks;
+        what they compute is unchanged.
     """
     decoder = model.decoder
     if not isinstance(decoder, TransformerDecoder):
@@ -275,7 +283,9 @@ def cross_attention_maps(model: nn.Module, src: torch.Tensor, src_lens: torch.Te
     model.eval()
     try:
         enc = model.encode(src, src_lens)
-        decoder(trg_in, enc.hidden, enc)
+        x = decoder.embed(trg_in)  # [trg_len, batch, d_model]
+        for layer in decoder.layers.layers:  # torch's own sub-modules, which the hooks see
+            x = decoder_layer(layer, x, x, enc)
     finally:
         for h in handles:
             h.remove()

@@ -12,6 +12,8 @@ from seq2seq_lib.config import ConfigError
 from seq2seq_lib.decode import beam_search, greedy_decode
 from seq2seq_lib.transformer import (
     TransformerDecoder,
+    _keys_values,
+    cached_decoder_layer,
     causal_mask,
     cross_attention_maps,
     decoder_layer,
@@ -201,3 +203,24 @@ def test_a_tiny_transformer_memorizes_the_tiny_corpus(tiny_data, tiny_corpus):
     assert sum(g == e for g, e in zip(greedy, en)) >= 18, list(zip(greedy, en))
     assert translator.translate_batch(zh, beam_size=4) == greedy or sum(
         b == e for b, e in zip(translator.translate_batch(zh, beam_size=4), en)) >= 18
+
+
+def test_the_layer_with_no_past_is_the_layer_of_torchs_own_submodules():
+    """Teacher forcing runs ``cached_decoder_layer`` with an empty cache: on all positions it
+    is ``decoder_layer`` (torch's own sub-modules) and returns exactly the keys and values its
+    self-attention used, which a later step continues from."""
+    model = tiny_model(3)
+    src, src_lens, _ = batch()
+    enc = model.encode(src, src_lens)
+    layer = model.decoder.layers.layers[0]
+    x = torch.randn(5, 3, 32)
+    cross = model.decoder._cross_keys_values(enc)[0]
+    with torch.no_grad():
+        out, kv = cached_decoder_layer(layer, x, None, cross, enc.mask)
+        torch.testing.assert_close(out, decoder_layer(layer, x, x, enc), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(kv, _keys_values(layer.self_attn, layer.norm1(x)))
+        # the first 3 positions' cache, continued by the last 2, gives the last 2 outputs
+        head, _ = cached_decoder_layer(layer, x[:3], None, cross, enc.mask)
+        tail, grown = cached_decoder_layer(layer, x[3:], kv[:, :, :, :3], cross, enc.mask)
+    torch.testing.assert_close(torch.cat([head, tail]), out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grown, kv)
