@@ -50,8 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_cache import (FIRST_BATCH_CACHE, TRAIN_FROM_CACHE, child_result, folder_mib,  # noqa: E402
-                         run_measured)
+from bench_cache import FIRST_BATCH_CACHE, TRAIN_FROM_CACHE, child_result, folder_mib, run_measured  # noqa: E402
 
 # ---------------------------------------------------------------- novel text
 
@@ -287,8 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--before", type=Path, help="ddp: another copy of the library")
     parser.add_argument("--workdir", metavar="DIR")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=Path, help="also write the results here (the parts "
+                                                   "run now replace theirs, the rest is kept)")
+    parser.add_argument("--markdown", type=Path, help="render every part in --json as tables")
     args = parser.parse_args(argv)
+    if args.markdown and not args.json:
+        parser.error("--markdown renders the --json file: give both")
     results: dict[str, list[dict]] = {}
     print(f"{os.cpu_count()} CPUs", flush=True)
     if args.part in ("sampler", "all"):
@@ -301,7 +304,97 @@ def main(argv: list[str] | None = None) -> None:
             results["ddp"] = bench_ddp(Path(tmp), args.ddp_pairs, args.steps, args.before,
                                        args.cache)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        saved = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
+        when = {part: {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       "machine": machine()} for part in results}
+        saved.update(results)
+        saved["measured"] = {**saved.get("measured", {}), **when}
+        args.json.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+        if args.markdown:
+            args.markdown.write_text(render(saved), encoding="utf-8")
+
+
+def machine() -> str:
+    """The CPU's model name and count (what the figures depend on)."""
+    name = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} CPUs"
+
+
+def render(saved: dict) -> str:
+    """Markdown tables of the parts in ``saved`` (``--json``'s file), each with the issue's
+    target and whether it is met."""
+    measured = saved.get("measured", {})
+    out = ["# The scale path: measured", "",
+           "Written by `python bench/bench_scale.py PART --json bench/SCALE.json --markdown "
+           "bench/SCALE.md` (each part when it ran; see the module docstring for the commands).",
+           ""]
+
+    def heading(title: str, part: str) -> None:
+        meta = measured.get(part)
+        out.extend([f"## {title}", ""] + ([f"{meta['date']}, {meta['machine']}.", ""]
+                                          if meta else []))
+
+    if saved.get("preprocess"):
+        rows = saved["preprocess"]
+        heading("Preprocessing novel text", "preprocess")
+        out += ["| pairs | workers | pairs/s | wall s | peak MiB | cache MiB | first batch s "
+                "| training peak MiB |", "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            out.append(f"| {r['pairs']:,} | {r['workers']} | {r['pairs_per_s']:,.0f} | "
+                       f"{r['wall_s']:.1f} | {r['peak_mib']:.0f} ({r['memory']}) | "
+                       f"{r['cache_mib']:.1f} | {r['first_batch_s']:.2f} | "
+                       f"{r.get('train_peak_mib', float('nan')):.0f} |")
+        sizes = sorted({r["pairs"] for r in rows})
+        out.append("")
+        for w in sorted({r["workers"] for r in rows}):
+            peaks = {r["pairs"]: r["peak_mib"] for r in rows if r["workers"] == w}
+            if len(peaks) > 1:
+                ratio = peaks[sizes[-1]] / peaks[sizes[0]]
+                out.append(f"- Peak memory, {w} worker(s): {sizes[-1]:,} pairs / {sizes[0]:,} = "
+                           f"{ratio:.2f}x (target within 1.2x: {_met(ratio <= 1.2)}).")
+        for n in sizes:
+            rate = {r["workers"]: r["pairs_per_s"] for r in rows if r["pairs"] == n}
+            if 1 in rate and 2 in rate:
+                ratio = rate[2] / rate[1]
+                out.append(f"- {n:,} pairs: 2 workers / 1 worker = {ratio:.2f}x "
+                           f"(target at least 1.7x: {_met(ratio >= 1.7)}).")
+        train = {r["pairs"]: r.get("train_peak_mib") for r in rows if r.get("train_peak_mib")}
+        if len(train) > 1:
+            ratio = train[sizes[-1]] / train[sizes[0]]
+            out.append(f"- Training from the cache, peak RSS: {sizes[-1]:,} / {sizes[0]:,} pairs "
+                       f"= {ratio:.2f}x.")
+        out.append("")
+    if saved.get("sampler"):
+        heading("The sampler at scale", "sampler")
+        out += ["| indices | batches of | processes | built in s | epoch start s | batches |",
+                "|---|---|---|---|---|---|"]
+        for r in saved["sampler"]:
+            out.append(f"| {r['indices']:,} | {r['budget']} | {r['processes']} | "
+                       f"{r['build_s']:.2f} | {r['epoch_start_s']:.2f} | {r['batches']:,} |")
+        worst = max(r["epoch_start_s"] for r in saved["sampler"])
+        out += ["", f"- Slowest epoch start {worst:.2f} s (target under 1 s: "
+                    f"{_met(worst < 1.0)}).", ""]
+    if saved.get("ddp"):
+        heading("One process against two (gloo, the same global batches)", "ddp")
+        out += ["| library | processes x batches | target tokens/s | library all_reduce per "
+                "step | DDP bucket all-reduces per step |", "|---|---|---|---|---|"]
+        for r in saved["ddp"]:
+            out.append(f"| {r['code']} | {r['processes']} x {r['accumulate']} | "
+                       f"{r.get('tokens_per_s', float('nan')):,.0f} | {r['all_reduce']:.2f} | "
+                       f"{r['ddp_buckets']:.2f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ def top_ops(prof: profile, top: int) -> list[tuple[str, float, float, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     from seq2seq_lib import DataConfig, ModelConfig, TrainConfig, prepare_data, set_seed
-    from seq2seq_lib.config import demo_configs, transformer_configs
     from seq2seq_lib.batching import make_loader
+    from seq2seq_lib.config import demo_configs, transformer_configs
     from seq2seq_lib.device import resolve_precision
     from seq2seq_lib.recipe import new_model
     from seq2seq_lib.train import batch_loss
