@@ -177,8 +177,8 @@ class BucketBatchSampler(Sampler[list[int]]):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
-        # Only 16-bit copies of the keys are kept when they fit, about 14 bytes an example with
-        # the epoch's order: 10 million examples cost some 150 MB, not 400.
+        # Only 16-bit copies of the keys and token counts are kept when they fit: with the
+        # epoch's int32 order, 10 million examples hold about 150 MiB, not 420.
         keys = np.asarray(lengths)
         if keys.dtype.kind not in "iu":  # e.g. lists of tuples read as objects
             keys = keys.astype(np.int64)
