@@ -19,9 +19,10 @@ cached keys and values and their own under the causal mask, with the layer's own
 ``F.scaled_dot_product_attention``; the keys and values it returns are the ones its attention
 used, so the cache costs no extra work, and nothing of the past is recomputed.
 :func:`decoder_layer` is the same layer as ``nn.TransformerDecoderLayer``'s own sub-modules
-compute it; the tests check that the two agree. The keys and values of the encoder outputs are computed once per source batch and
-kept in ``enc.cache``, as the attention decoder keeps its projected keys there (indexed by
-sentence on dim 0, so selecting rows of ``enc`` and of the cache together keeps them right).
+compute it; the tests check that the two agree. The keys and values of the encoder outputs are
+computed once per source batch and kept in ``enc.cache``, as the attention decoder keeps its
+projected keys there (indexed by sentence on dim 0, so selecting rows of ``enc`` and of the
+cache together keeps them right).
 """
 
 from __future__ import annotations
