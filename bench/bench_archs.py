@@ -24,12 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def measure(preset: str, precision: str, epochs: int, limit: int | None) -> dict:
     from seq2seq_lib import prepare_data
-    from seq2seq_lib.config import demo_configs, transformer_configs
+    from seq2seq_lib.config import preset_configs
     from seq2seq_lib.device import choose_device
     from seq2seq_lib.recipe import train_model
 
-    data_cfg, model_cfg, train_cfg = {"demo": demo_configs,
-                                      "transformer": transformer_configs}[preset]()
+    data_cfg, model_cfg, train_cfg = preset_configs(preset)
     data_cfg = dataclasses.replace(data_cfg, limit=limit)
     train_cfg = dataclasses.replace(train_cfg, epochs=1 + epochs, precision=precision,
                                     valid_bleu_sample=0, max_minutes=None, patience=0,

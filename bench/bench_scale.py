@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_cache import FIRST_BATCH_CACHE, TRAIN_FROM_CACHE, child_result, folder_mib, run_measured  # noqa: E402
+from measure import cpu_model  # noqa: E402
 
 # ---------------------------------------------------------------- novel text
 
@@ -306,25 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         saved = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
         when = {part: {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                       "machine": machine()} for part in results}
+                       "machine": f"{cpu_model()}, {os.cpu_count()} CPUs"} for part in results}
         saved.update(results)
         saved["measured"] = {**saved.get("measured", {}), **when}
         args.json.write_text(json.dumps(saved, indent=1), encoding="utf-8")
         if args.markdown:
             args.markdown.write_text(render(saved), encoding="utf-8")
-
-
-def machine() -> str:
-    """The CPU's model name and count (what the figures depend on)."""
-    name = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} CPUs"
 
 
 def render(saved: dict) -> str:

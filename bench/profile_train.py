@@ -35,9 +35,9 @@ def top_ops(prof: profile, top: int) -> list[tuple[str, float, float, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seq2seq_lib import DataConfig, ModelConfig, TrainConfig, prepare_data, set_seed
+    from seq2seq_lib import prepare_data, set_seed
     from seq2seq_lib.batching import make_loader
-    from seq2seq_lib.config import demo_configs, transformer_configs
+    from seq2seq_lib.config import PRESETS, preset_configs
     from seq2seq_lib.device import resolve_precision
     from seq2seq_lib.recipe import new_model
     from seq2seq_lib.train import batch_loss
@@ -56,14 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
     p.add_argument("--shapes", action="store_true",
                    help="group the operators by input shapes too (record_shapes)")
-    p.add_argument("--preset", choices=("lesson", "demo", "transformer"), default="lesson",
+    p.add_argument("--preset", choices=PRESETS, default="lesson",
                    help="the model, data and schedule: the lesson's defaults (the bench's row), "
                         "or train --preset demo / transformer")
     args = p.parse_args(argv)
-    PRESETS = {"lesson": lambda: (DataConfig(), ModelConfig(), TrainConfig()),
-               "demo": demo_configs, "transformer": transformer_configs}
 
-    data_cfg, model_cfg, train_cfg = PRESETS[args.preset]()
+    data_cfg, model_cfg, train_cfg = preset_configs(args.preset)
     data = prepare_data(dataclasses.replace(data_cfg, limit=args.limit))
     model = new_model(data, model_cfg, seed=0)
     cfg = dataclasses.replace(train_cfg, precision=args.precision, compile=args.compile)

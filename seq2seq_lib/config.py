@@ -313,6 +313,22 @@ def transformer_configs() -> tuple[DataConfig, ModelConfig, TrainConfig]:
                         label_smoothing=0.1))
 
 
+PRESETS = ("lesson", "demo", "transformer")
+
+
+def preset_configs(name: str) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """The settings ``train --preset NAME`` starts from: ``lesson`` is the dataclass defaults
+    (the lesson's own), ``demo`` :func:`demo_configs`, ``transformer``
+    :func:`transformer_configs`."""
+    if name == "lesson":
+        return DataConfig(), ModelConfig(), TrainConfig()
+    if name == "demo":
+        return demo_configs()
+    if name == "transformer":
+        return transformer_configs()
+    raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain-dict view of a config, safe for JSON and ``torch.load(weights_only=True)``."""
     return asdict(cfg)

@@ -21,13 +21,10 @@ from ..config import (
     DataConfig,
     ModelConfig,
     TrainConfig,
-    demo_configs,
-    transformer_configs,
+    preset_configs,
 )
 from .flags import SECTIONS, Setting, Values, describe, flag_of, setting, settings
 
-PRESETS = ("lesson", "demo", "transformer")
-PRESET_CONFIGS = {"demo": demo_configs, "transformer": transformer_configs}
 SOURCE_PATHS = {"parallel": ("src_path", "trg_path"), "tsv": ("tsv_path",), "hsk": ()}
 # the command line puts the last state beside checkpoint_path: a file does not choose it
 NOT_IN_FILES = {("train", "last_checkpoint_path")}
@@ -66,10 +63,9 @@ def configs_layer(origin: str, configs: Configs) -> Layer:
 def preset_layer(name: str) -> Layer:
     """The values in which preset ``name`` differs from the dataclass defaults."""
     layer = Layer(f"preset {name}")
-    if name in PRESET_CONFIGS:
-        for section, cfg in zip(SECTIONS, PRESET_CONFIGS[name]()):
-            default = asdict(type(cfg)())
-            layer.values[section] = {k: v for k, v in asdict(cfg).items() if default[k] != v}
+    for section, cfg in zip(SECTIONS, preset_configs(name)):
+        default = asdict(type(cfg)())
+        layer.values[section] = {k: v for k, v in asdict(cfg).items() if default[k] != v}
     return layer
 
 

@@ -13,12 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import DataConfig, ModelConfig, TrainConfig
+from ..config import PRESETS, DataConfig, ModelConfig, TrainConfig
 from .common import add_decode_args, report
 from .flags import add_flags, given
 from .preprocess import check_one_source
 from .settings import (
-    PRESETS,
     Layer,
     build,
     config_path,
