@@ -6,6 +6,7 @@ memory; :class:`CachedDataset` reads them lazily from a preprocessed cache (see 
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -177,8 +178,9 @@ class BucketBatchSampler(Sampler[list[int]]):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, num_replicas={num_replicas}), got {rank}")
-        # Only 16-bit copies of the keys and token counts are kept when they fit: with the
-        # epoch's int32 order, 10 million examples hold about 150 MiB, not 420.
+        # Only a 16-bit sort key is kept when it fits (the widths and token counts are then
+        # tables indexed by it): with the epoch's int32 order, 10 million examples hold about
+        # 60 MiB, not 420.
         keys = np.asarray(lengths)
         if keys.dtype.kind not in "iu":  # e.g. lists of tuples read as objects
             keys = keys.astype(np.int64)
@@ -186,17 +188,22 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.n = len(keys)
         self._sort_key = _combined(keys)  # [n]: one integer that sorts as the keys
         # [n]: the padded length it costs (16 bits when it fits: cheaper to gather)
-        self._width = _small(keys.max(axis=1, initial=0).astype(np.int64, copy=False))
+        width: np.ndarray | None = _small(keys.max(axis=1, initial=0))
         del keys
+        self._typical_width = float(width.mean()) if self.n else 1.0
         loss = None if loss_tokens is None else np.asarray(loss_tokens)
         if loss is not None and loss.shape != (self.n,):
             raise ValueError(f"{self.n} keys but {len(loss)} token counts")
+        self._has_loss = loss is not None
         # [n] the target tokens each example adds to the loss, or None
-        self._loss_small = None if loss is None else _small(loss.astype(np.int64, copy=False))
+        loss = None if loss is None else _small(_integers(loss))
         # [2^16] or None: the width and the loss tokens looked up by a 16-bit sort key, so an
         # epoch gathers the keys alone at random (the rest is read off the sorted keys)
-        self._width_table = _key_table(self._sort_key, self._width)
-        self._loss_table = _key_table(self._sort_key, self._loss_small)
+        self._width_table = _key_table(self._sort_key, width)
+        self._loss_table = _key_table(self._sort_key, loss)
+        # [n] or None: what no table holds is carried through each epoch's sort
+        self._width = width if self._width_table is None else None
+        self._loss_small = loss if self._loss_table is None else None
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.seed, self.pool_factor, self.drop_last = seed, pool_factor, drop_last
         self.num_replicas, self.rank, self.accumulate = num_replicas, rank, accumulate
@@ -228,8 +235,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         order = _permutation(rng, self.n)
         pool = self._pool_size()
         want_width = self.max_tokens is not None
-        carried = [self._width if want_width and self._width_table is None else None,
-                   self._loss_small if self._loss_table is None else None]
+        carried = [self._width if want_width else None, self._loss_small]
         keys, (width, loss) = _pool_sort_in_place(order, self._sort_key, pool, carried)
         if want_width and width is None:
             width = self._width_table[keys]
@@ -239,7 +245,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         tokens = None
         if loss is not None:  # the batches are contiguous: one sum from each start to the next
             end = int(starts[-1] + sizes[-1]) if len(starts) else 0
-            tokens = np.add.reduceat(loss[:end], starts, dtype=np.int64) if end else sizes * 0
+            tokens = _batch_sums(loss, starts, end)
         shuffle = rng.permutation(len(sizes))
         self._cached = (self.epoch, (order, starts[shuffle], sizes[shuffle]),
                         None if tokens is None else tokens[shuffle])
@@ -252,8 +258,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     def _pool_size(self) -> int:
         if self.batch_size is not None:
             return self.batch_size * self.pool_factor
-        typical = float(self._width.mean()) if self.n else 1.0
-        return max(1, int(self.max_tokens / max(typical, 1.0))) * self.pool_factor
+        return max(1, int(self.max_tokens / max(self._typical_width, 1.0))) * self.pool_factor
 
     def _cut(self, n: int, width: np.ndarray | None, pool: int) -> tuple[np.ndarray, np.ndarray]:
         """(starts, sizes) of the batches the sorted pools of ``n`` examples are cut into
@@ -280,7 +285,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     def step_tokens(self) -> np.ndarray:
         """Target tokens of every step from ``start`` on, over all processes and micro-steps:
         [steps] int64, the same on every process (what the loss of a step is averaged over)."""
-        if self._loss_small is None:
+        if not self._has_loss:
             raise ValueError("this sampler was built without loss_tokens=")
         self.plan()
         return self._cached[2][self._slots()].sum(axis=1)
@@ -313,13 +318,17 @@ class TokenBucketSampler(BucketBatchSampler):
     def __init__(self, src_lens: np.ndarray, trg_lens: np.ndarray, batch_size: int | None = None,
                  max_tokens: int | None = None, seed: int = 0, pool_factor: int = 50,
                  sort_by: SortBy = "target", **kwargs: Any):
-        # 16-bit copies when they fit: the stacked keys of 10M examples then cost 40 MB, not 160
-        src_lens, trg_lens = (_small(np.asarray(a, np.int64)) for a in (src_lens, trg_lens))
+        # 16-bit copies when they fit, made without an int64 one: the stacked keys of 10M
+        # examples then cost 40 MB, not 160
+        src_lens, trg_lens = (_small(_integers(a)) for a in (src_lens, trg_lens))
         if src_lens.shape != trg_lens.shape:
             raise ValueError(f"{len(src_lens)} source lengths but {len(trg_lens)} targets")
+        if trg_lens.dtype == np.uint16 and (not len(trg_lens) or trg_lens.min() >= 1):
+            loss = trg_lens - np.uint16(1)  # [n] without <sos>, still 16 bits
+        else:
+            loss = trg_lens.astype(np.int64) - 1
         super().__init__(_keys(src_lens, trg_lens, sort_by), batch_size, seed, pool_factor,
-                         max_tokens=max_tokens, loss_tokens=trg_lens.astype(np.int32) - 1,
-                         **kwargs)
+                         max_tokens=max_tokens, loss_tokens=loss, **kwargs)
 
 
 def _keys(src_lens: np.ndarray, trg_lens: np.ndarray, sort_by: SortBy) -> np.ndarray:
@@ -332,14 +341,36 @@ def _keys(src_lens: np.ndarray, trg_lens: np.ndarray, sort_by: SortBy) -> np.nda
 
 def _combined(keys: np.ndarray) -> np.ndarray:
     """One integer per row of ``keys`` [n, k] (small non-negative lengths) that sorts as the
-    rows do, in 16 bits when it fits (NumPy then sorts it in linear time)."""
-    combined = np.zeros(len(keys), dtype=np.int64)
-    for column in keys.T:
-        combined = combined * (int(column.max(initial=0)) + 1) + column
-    return _small(combined)
+    rows do, in 16 bits when it fits (NumPy then sorts it in linear time). It is computed in
+    place in the narrowest type that holds it: no temporary wider than the result."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    columns = list(keys.T)
+    if min(int(c.min()) for c in columns) < 0:  # not lengths: the general (int64) way
+        combined = np.zeros(len(keys), dtype=np.int64)
+        for column in columns:
+            combined = combined * (int(column.max()) + 1) + column
+        return combined
+    radixes = [int(c.max()) + 1 for c in columns]
+    span = int(np.prod(radixes, dtype=object))  # the combined values are below it
+    dtype = np.uint16 if span <= 1 << 16 else np.uint32 if span <= 1 << 32 else np.int64
+    combined = columns[0].astype(dtype)
+    for radix, column in zip(radixes[1:], columns[1:]):
+        combined *= dtype(radix)
+        np.add(combined, column, out=combined, casting="unsafe")  # (values checked to fit)
+    return combined
+
+
+def _integers(values: Any) -> np.ndarray:
+    """``values`` as an integer array, without a copy when it is one already."""
+    array = np.asarray(values)
+    return array if array.dtype.kind in "iu" else array.astype(np.int64)
 
 
 def _small(values: np.ndarray) -> np.ndarray:
+    """``values`` (integers) as uint16 when they fit, else as they are (no int64 copy first)."""
+    if values.dtype == np.uint16:
+        return values
     if len(values) and 0 <= values.min() and values.max() < 1 << 16:
         return values.astype(np.uint16)
     return values
@@ -352,7 +383,10 @@ def _key_table(sort_key: np.ndarray, values: np.ndarray | None) -> np.ndarray | 
         return None
     table = np.zeros(1 << 16, dtype=values.dtype)
     table[sort_key] = values
-    return table if np.array_equal(table[sort_key], values) else None
+    block = 1 << 20  # checked a block at a time: no temporary as long as the keys
+    same = all(np.array_equal(table[sort_key[i : i + block]], values[i : i + block])
+               for i in range(0, len(values), block))
+    return table if same else None
 
 
 _SHUFFLE_BUCKETS = 256  # uint8 labels: NumPy groups them by a linear-time radix sort
@@ -371,14 +405,53 @@ def _permutation(rng: np.random.Generator, n: int) -> np.ndarray:
     if n < _BLOCKED_FROM:
         return rng.permutation(n)
     labels = rng.integers(0, _SHUFFLE_BUCKETS, n, dtype=np.uint8)
-    order = np.argsort(labels, kind="stable")  # [n]: bucket 0's entries, then bucket 1's...
-    if n < 1 << 31:  # half the memory, and half the bytes to move when shuffling
-        order = order.astype(np.int32)
+    order, counts = _grouped(labels)  # [n]: bucket 0's entries, then bucket 1's...
     low = 0
-    for high in np.cumsum(np.bincount(labels, minlength=_SHUFFLE_BUCKETS)).tolist():
+    for high in np.cumsum(counts).tolist():
         rng.shuffle(order[low:high])
         low = high
     return order
+
+
+def _batch_sums(values: np.ndarray, starts: np.ndarray, end: int, block: int = 1 << 20
+                ) -> np.ndarray:
+    """The sums of ``values[starts[j]:starts[j + 1]]`` (the last one up to ``end``) [b] int64,
+    for increasing ``starts`` [b]; about ``block`` values at a time (``np.add.reduceat`` with an
+    int64 result would first make an int64 copy of all of them)."""
+    out = np.zeros(len(starts), dtype=np.int64)
+    bounds = np.append(starts, end)  # [b + 1]
+    i = 0
+    while i < len(starts):
+        # the batches from i whose values fit in one block (at least one batch)
+        j = max(i + 1, int(np.searchsorted(bounds, bounds[i] + block, side="right")) - 1)
+        low, high = int(bounds[i]), int(bounds[j])
+        out[i:j] = np.add.reduceat(values[low:high].astype(np.int64), starts[i:j] - low)
+        i = j
+    return out
+
+
+def _grouped(labels: np.ndarray, block: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
+    """(``np.argsort(labels, kind="stable")`` of uint8 ``labels`` [n], the count of each label
+    [256]), made a block at a time straight into int32 (int64 past 2^31 entries): the same
+    order, without an int64 array as long as the epoch (``np.bincount`` of all the labels
+    would make one too)."""
+    n = len(labels)
+    order = np.empty(n, dtype=np.int32 if n < 1 << 31 else np.int64)
+    blocks = range(0, n, block)
+    per_block = [np.bincount(labels[low : low + block], minlength=_SHUFFLE_BUCKETS)
+                 for low in blocks]
+    counts = np.sum(per_block, axis=0, dtype=np.int64) if per_block else np.zeros(
+        _SHUFFLE_BUCKETS, np.int64)
+    cursor = np.cumsum(counts) - counts  # [buckets] where each bucket's next entry goes
+    for low, part_counts in zip(blocks, per_block):
+        part = labels[low : low + block]
+        by_label = np.argsort(part, kind="stable")  # [block]: the block's entries grouped
+        first = np.cumsum(part_counts) - part_counts  # [buckets] where each starts in the block
+        # sorted position p of bucket b goes to cursor[b] + (p - first[b])
+        to = np.arange(len(part)) + np.repeat(cursor - first, part_counts)
+        order[to] = by_label + low
+        cursor += part_counts
+    return order, counts
 
 
 def _pool_sort_in_place(order: np.ndarray, sort_key: np.ndarray, pool: int,
@@ -420,8 +493,21 @@ def _budget_cut(width: np.ndarray, pool: int, max_tokens: int) -> tuple[np.ndarr
     of every pool at once: the running maximum of the widths times the sentence count never
     decreases, so a batch ends before its first position over the budget."""
     n = len(width)
-    pool_end = np.minimum(np.arange(0, n, pool, dtype=np.int64) + pool, n)
-    current = np.arange(0, n, pool, dtype=np.int64)
+    first_of_pool = np.arange(0, n, pool, dtype=np.int64)
+    group = max(1, (1 << 20) // pool)  # pools cut together: temporaries of about 1M entries
+    parts = [_budget_cut_pools(width, first_of_pool[g : g + group], pool, max_tokens)
+             for g in range(0, len(first_of_pool), group)]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
+
+
+def _budget_cut_pools(width: np.ndarray, first_of_pool: np.ndarray, pool: int, max_tokens: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_budget_cut` of the pools that begin at ``first_of_pool`` [pools] (in order)."""
+    n = len(width)
+    pool_end = np.minimum(first_of_pool + pool, n)
+    current = first_of_pool.copy()
     too_wide = np.int64(max_tokens + 1)  # past a pool's end: over the budget whatever the count
     starts, sizes = [], []
     active = np.flatnonzero(current < pool_end)
@@ -506,9 +592,11 @@ def sorted_loader(dataset: TranslationDataset | CachedDataset, batch_size: int,
 
 
 def length_arrays(dataset: TranslationDataset | CachedDataset) -> tuple[np.ndarray, np.ndarray]:
-    """Source and target length of every example as int64 arrays, ``<sos>``/``<eos>`` included."""
+    """Source and target length of every example, ``<sos>``/``<eos>`` included: int64 arrays;
+    for a :class:`CachedDataset` uint16 ones where they fit (10 million examples then take 40
+    MB, not 160)."""
     if isinstance(dataset, CachedDataset):
-        return dataset.lengths(), np.asarray(dataset.array("trg_lens"), dtype=np.int64) + 2
+        return dataset.lengths(), dataset.lengths("trg")
     if isinstance(dataset, TranslationDataset):
         return (np.fromiter(map(len, dataset.src), np.int64, len(dataset.src)),
                 np.fromiter(map(len, dataset.trg), np.int64, len(dataset.trg)))
@@ -545,7 +633,8 @@ class CachedDataset(Dataset):
     ``dataset[i]`` is what :class:`TranslationDataset` gives for the same sentence: two int64
     tensors with ``<sos>``/``<eos>``. Only the folder name is pickled, so DataLoader worker
     processes (fork or spawn) each map the files themselves, and the memory of a process does not
-    grow with the corpus: the pages it reads stay in the operating system's file cache.
+    grow with the corpus: the pages it reads stay in the operating system's file cache (mapped
+    for random access, so that a batch maps the pages it reads and not their neighbours).
 
     :param max_tokens: the token budget :func:`make_loader` uses for this split's buckets.
     :param num_workers: the DataLoader worker processes :func:`make_loader` starts for it.
@@ -561,7 +650,7 @@ class CachedDataset(Dataset):
     def array(self, name: str) -> np.ndarray:
         """One of the split's arrays (see :func:`cache_file`), memory-mapped read-only."""
         if name not in self._maps:
-            self._maps[name] = np.load(self.folder / cache_file(self.split, name), mmap_mode="r")
+            self._maps[name] = _map_npy(self.folder / cache_file(self.split, name))
         return self._maps[name]
 
     def __getstate__(self) -> dict:
@@ -612,10 +701,62 @@ class CachedDataset(Dataset):
         out[row_of, within + 1] = self.array(side)[np.repeat(starts, lens) + within]
         return np.ascontiguousarray(out.T), lens + 2
 
-    def lengths(self) -> np.ndarray:
-        """Source length of every example, ``<sos>``/``<eos>`` included (as TranslationDataset)."""
-        return np.asarray(self.array("src_lens"), dtype=np.int64) + 2
+    def lengths(self, side: Literal["src", "trg"] = "src") -> np.ndarray:
+        """Length of every example on one side, ``<sos>``/``<eos>`` included (as
+        TranslationDataset): uint16 where they fit, else int64; read from the file a block at a
+        time, so no int64 copy of the whole split is made and no mapped page stays behind."""
+        path = self.folder / cache_file(self.split, f"{side}_lens")
+        out: np.ndarray = np.empty(len(self), dtype=np.uint16)
+        done = 0
+        for block in _npy_blocks(path):
+            if block.size and (block.min() < 0 or int(block.max()) + 2 >= 1 << 16):
+                return np.asarray(self.array(f"{side}_lens"), dtype=np.int64) + 2  # rare
+            out[done : done + len(block)] = block + 2
+            done += len(block)
+        return out
 
     def n_target_tokens(self) -> int:
         """Target tokens the loss is computed on (everything after ``<sos>``)."""
-        return int(np.asarray(self.array("trg_lens"), dtype=np.int64).sum()) + self._len
+        path = self.folder / cache_file(self.split, "trg_lens")
+        return sum(int(block.sum(dtype=np.int64)) for block in _npy_blocks(path)) + self._len
+
+
+def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the ``.npy`` file open at ``fh``, which is left at its first value."""
+    version = np.lib.format.read_magic(fh)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    shape, fortran_order, dtype = read(fh)
+    if fortran_order and len(shape) > 1:
+        raise ValueError(f"{fh.name}: a Fortran-ordered array; the cache writes C order")
+    return shape, dtype
+
+
+def _npy_blocks(path: Path, block: int = 1 << 20) -> Iterator[np.ndarray]:
+    """The values of a flat ``.npy`` file, ``block`` at a time, by plain reads (the pages go to
+    the operating system's file cache, not to this process's memory)."""
+    with path.open("rb") as fh:
+        shape, dtype = _npy_header(fh)
+        left = int(np.prod(shape))
+        while left > 0:
+            values = np.fromfile(fh, dtype=dtype, count=min(block, left))
+            if not values.size:
+                raise ValueError(f"{path}: {left} values missing at the end of the file")
+            left -= len(values)
+            yield values
+
+
+def _map_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file memory-mapped read-only, advised for random access where the platform
+    allows it: a batch reads a few bytes at each of 64 random places, and without the advice
+    the kernel reads ahead and maps about 16 neighbouring pages at each one, so that a few
+    dozen batches would map most of a 10M-pair cache into the process."""
+    with path.open("rb") as fh:
+        shape, dtype = _npy_header(fh)
+        offset = fh.tell()
+        if offset == path.stat().st_size:  # no values: nothing to map
+            return np.zeros(shape, dtype=dtype)
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(mmap, "MADV_RANDOM"):  # (not on Windows)
+        mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
