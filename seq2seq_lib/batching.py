@@ -181,9 +181,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         # Only a 16-bit sort key is kept when it fits (the widths and token counts are then
         # tables indexed by it): with the epoch's int32 order, 10 million examples hold about
         # 60 MiB, not 420.
-        keys = np.asarray(lengths)
-        if keys.dtype.kind not in "iu":  # e.g. lists of tuples read as objects
-            keys = keys.astype(np.int64)
+        keys = _integers(lengths)
         keys = keys.reshape(len(keys), -1)  # [n, k]
         self.n = len(keys)
         self._sort_key = _combined(keys)  # [n]: one integer that sorts as the keys
@@ -194,7 +192,6 @@ class BucketBatchSampler(Sampler[list[int]]):
         loss = None if loss_tokens is None else np.asarray(loss_tokens)
         if loss is not None and loss.shape != (self.n,):
             raise ValueError(f"{self.n} keys but {len(loss)} token counts")
-        self._has_loss = loss is not None
         # [n] the target tokens each example adds to the loss, or None
         loss = None if loss is None else _small(_integers(loss))
         # [2^16] or None: the width and the loss tokens looked up by a 16-bit sort key, so an
@@ -212,6 +209,11 @@ class BucketBatchSampler(Sampler[list[int]]):
         # (epoch, its plan, its batches' loss tokens [b] or None)
         self._cached: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray],
                             np.ndarray | None] | None = None
+
+    @property
+    def _has_loss(self) -> bool:
+        """Whether it was given ``loss_tokens`` (kept as a table or per example)."""
+        return self._loss_table is not None or self._loss_small is not None
 
     @property
     def group(self) -> int:
@@ -346,14 +348,10 @@ def _combined(keys: np.ndarray) -> np.ndarray:
     if not len(keys):
         return np.zeros(0, dtype=np.int64)
     columns = list(keys.T)
-    if min(int(c.min()) for c in columns) < 0:  # not lengths: the general (int64) way
-        combined = np.zeros(len(keys), dtype=np.int64)
-        for column in columns:
-            combined = combined * (int(column.max()) + 1) + column
-        return combined
-    radixes = [int(c.max()) + 1 for c in columns]
-    span = int(np.prod(radixes, dtype=object))  # the combined values are below it
-    dtype = np.uint16 if span <= 1 << 16 else np.uint32 if span <= 1 << 32 else np.int64
+    radixes = [max(int(c.max()), 0) + 1 for c in columns]
+    span = int(np.prod(radixes, dtype=object))  # lengths: the combined values are below it
+    dtype = (np.int64 if min(int(c.min()) for c in columns) < 0  # not lengths: as it always was
+             else np.uint16 if span <= 1 << 16 else np.uint32 if span <= 1 << 32 else np.int64)
     combined = columns[0].astype(dtype)
     for radix, column in zip(radixes[1:], columns[1:]):
         combined *= dtype(radix)
@@ -721,7 +719,7 @@ class CachedDataset(Dataset):
         return sum(int(block.sum(dtype=np.int64)) for block in _npy_blocks(path)) + self._len
 
 
-def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
+def _read_npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) of the ``.npy`` file open at ``fh``, which is left at its first value."""
     version = np.lib.format.read_magic(fh)
     read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -736,7 +734,7 @@ def _npy_blocks(path: Path, block: int = 1 << 20) -> Iterator[np.ndarray]:
     """The values of a flat ``.npy`` file, ``block`` at a time, by plain reads (the pages go to
     the operating system's file cache, not to this process's memory)."""
     with path.open("rb") as fh:
-        shape, dtype = _npy_header(fh)
+        shape, dtype = _read_npy_header(fh)
         left = int(np.prod(shape))
         while left > 0:
             values = np.fromfile(fh, dtype=dtype, count=min(block, left))
@@ -752,7 +750,7 @@ def _map_npy(path: Path) -> np.ndarray:
     the kernel reads ahead and maps about 16 neighbouring pages at each one, so that a few
     dozen batches would map most of a 10M-pair cache into the process."""
     with path.open("rb") as fh:
-        shape, dtype = _npy_header(fh)
+        shape, dtype = _read_npy_header(fh)
         offset = fh.tell()
         if offset == path.stat().st_size:  # no values: nothing to map
             return np.zeros(shape, dtype=dtype)
