@@ -200,6 +200,11 @@ class TrainConfig:
                 "improving; inverse_sqrt: rise linearly to --lr over --warmup-steps steps, then "
                 "fall as 1/sqrt(step)")
     lr_factor: float = setting(0.5, "plateau factor")
+    # a linear cool-down on top of any schedule: budgeted runs end at a low learning rate
+    # whether the budget is --max-minutes or --epochs (whichever is nearer its end counts)
+    cooldown: float = setting(
+        0.0, "the last share of the run (of --max-minutes, or of --epochs, whichever ends "
+             "first) over which the learning rate falls linearly to 0 (0: off)", metavar="X")
     warmup_steps: int = setting(4000, "inverse_sqrt: optimizer steps of the linear warm-up",
                                 metavar="N")
     label_smoothing: float = setting(
@@ -257,6 +262,7 @@ class TrainConfig:
         _check(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)",
                self.label_smoothing)
         _check(0 < self.lr_factor < 1, "lr_factor", "must be between 0 and 1", self.lr_factor)
+        _check(0 <= self.cooldown <= 1, "cooldown", "must be in [0, 1] (0: off)", self.cooldown)
         _check(self.lr_patience >= 0, "lr_patience", "must be 0 or more", self.lr_patience)
         _check(self.patience >= 0, "patience", "must be 0 (off) or more", self.patience)
         _check(self.best_metric in ("auto", "loss", "bleu"), "best_metric",

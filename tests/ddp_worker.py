@@ -12,6 +12,8 @@ recipe (from ``--resume CKPT`` if given), and leaves in ``FOLDER``:
 
 Process 1 misbehaves in its N-th training step with ``--die-at N`` (exits abruptly with status
 3), ``--interrupt-at N`` (gets a SIGINT, as from Ctrl-C) or ``--nan-at N`` (its loss is NaN).
+With ``--clock-skew S`` process 0's clock starts S seconds early (its time budget is further
+along than process 1's).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from seq2seq_lib.parallel import init_distributed, shutdown_distributed
 from seq2seq_lib.recipe import train_model
 from seq2seq_lib.train import batch_loss
 from seq2seq_lib.trainer import Trainer
+from seq2seq_lib.trainer.stopping import StopSignals
 
 
 def main() -> None:
@@ -41,6 +44,7 @@ def main() -> None:
     parser.add_argument("--nan-at", type=int, default=0)
     parser.add_argument("--resume", type=Path)
     parser.add_argument("--snapshot-at", type=int, default=0)
+    parser.add_argument("--clock-skew", type=float, default=0.0)
     args = parser.parse_args()
     folder: Path = args.folder
     with open(folder / "setup.pkl", "rb") as fh:
@@ -66,6 +70,14 @@ def main() -> None:
         real_end(trainer, save_last)
 
     Trainer._end = dump_then_end
+    real_start = StopSignals.start
+
+    def skewed_start(stops):
+        real_start(stops)
+        if ctx.rank == 0:
+            stops.started -= args.clock_skew
+
+    StopSignals.start = skewed_start
     steps = 0
 
     def loss_fn(model, batch, teacher_forcing_ratio):

@@ -12,6 +12,7 @@ import os
 import pickle
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,10 +50,10 @@ def settings(folder: Path) -> TrainConfig:
                        last_checkpoint_path=str(folder / "m.last.pt"))
 
 
-def prepared(tiny_data, folder: Path) -> Path:
+def prepared(tiny_data, folder: Path, **changes) -> Path:
     data_cfg, data = tiny_data
     with open(folder / "setup.pkl", "wb") as fh:
-        pickle.dump((data_cfg, data, TINY_MODEL, settings(folder)), fh)
+        pickle.dump((data_cfg, data, TINY_MODEL, replace(settings(folder), **changes)), fh)
     return folder
 
 
@@ -74,6 +75,21 @@ def test_a_nan_in_one_process_stops_both_with_the_best_weights_kept(tiny_data, t
     assert proc.stderr.count("epoch 2, batch 2: the training loss became nan") >= 2  # both
     best = load_checkpoint(tmp_path / "m.pt")
     assert best["epoch"] == 1 and all(torch.isfinite(v).all() for v in best["model_state"].values())
+
+
+def test_a_cooldown_by_the_time_budget_follows_the_first_process_clock(tiny_data, tmp_path):
+    """Each process steps with the learning rate of the first one's clock (agreed every 2
+    steps): a rate from its own clock would set their weights apart. Process 0's clock starts
+    40 s into the 60 s budget, so its rate is already lower than the epochs alone would make it."""
+    folder = prepared(tiny_data, tmp_path, max_minutes=1.0, cooldown=1.0)
+    proc = torchrun(folder, "--clock-skew", "40")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    first = load_checkpoint(tmp_path / "m.last.pt")["history"][0]
+    lr = settings(folder).lr  # epoch 1's last step: 2 of 6 steps done, by the clock over 40/60
+    assert first["step"] == 3 and first["lr"] < lr * (1 - 40 / 60)
 
 
 def test_a_process_that_dies_ends_the_job_with_an_error(tiny_data, tmp_path):

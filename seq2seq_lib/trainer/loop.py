@@ -44,7 +44,7 @@ from .keeper import CheckpointKeeper, Snapshot, legacy_state
 from .order import POSITION_VERSION, EpochOrder, check_loaders
 from .state import TrainState, rng_state
 from .stopping import STOP_REQUESTS, StopSignals
-from .update import Updater
+from .update import Updater, cooldown
 
 Hook = Callable[["Trainer"], "bool | None"]
 EpochCallback = Callable[[EpochRecord, list[EpochRecord]], "bool | None"]
@@ -122,6 +122,7 @@ class Trainer:
         self._reduce = dist.sum if dist.enabled else None
         self._running = RunningSum(self.device)  # the training loss since the last validation
         self._segment_steps, self._segment_started = 0, 0.0
+        self._agreed_elapsed = 0.0  # several processes: the first one's clock at the last sync
 
     def add_callback(self, event: str, fn: Hook) -> None:
         """Call ``fn(trainer)`` at ``event`` (on the main process); if it returns True, training
@@ -213,6 +214,7 @@ class Trainer:
         total = self.order.n_steps(st.epoch, st.batch)
         with progress_bar(steps, total, st.epoch, self.progress and self.is_main) as bar:
             for done, (micro, n_tokens) in enumerate(bar, start=1):
+                self.updater.lr_scale = self._cooldown(n_batches)
                 self._step(step_model, micro, n_tokens)
                 st.batch, st.step = min(st.batch + self.order.group, n_batches), st.step + 1
                 self._segment_steps += 1
@@ -231,6 +233,19 @@ class Trainer:
         if self._segment_steps and (reason := self._validate()):
             return reason
         return self.stops.agreed()[1]
+
+    def _cooldown(self, n_batches: int) -> float:
+        """The cool-down's factor for the next step: how much of the run is done is the larger
+        share of the epochs and of the time budget. Several processes read the time of the
+        first one, agreed at the last sync, so that they all step with the same rate."""
+        cfg, st = self.cfg, self.state
+        if not cfg.cooldown:
+            return 1.0
+        progress = (st.epoch - 1 + st.batch / max(n_batches, 1)) / cfg.epochs
+        if cfg.max_minutes is not None:
+            elapsed = self._agreed_elapsed if self.dist.enabled else self.stops.elapsed()
+            progress = max(progress, elapsed / (60 * cfg.max_minutes))
+        return cooldown(progress, cfg.cooldown)
 
     def _step(self, step_model: nn.Module, micro: list[Any], n_tokens: int) -> None:
         """One optimizer step on this process's micro-batches; ``n_tokens``: the step's target
@@ -253,13 +268,16 @@ class Trainer:
 
     def _agree(self, bar: tqdm) -> str | None:
         """Several processes: one collective sums the training loss since the last read and
-        every process's stop requests; returns the request all of them act on."""
+        every process's stop requests, and passes on the first process's clock; returns the
+        request all of them act on."""
         reason = None
 
         def with_flags(values: list[float]) -> list[float]:
             nonlocal reason
-            total = self.dist.sum([*values, *self.stops.flags()])
-            reason = next((r for r, f in zip(STOP_REQUESTS, total[2:]) if f > 0), None)
+            clock = self.stops.elapsed() if self.is_main else 0.0
+            total = self.dist.sum([*values, *self.stops.flags(), clock])
+            reason = next((r for r, f in zip(STOP_REQUESTS, total[2:-1]) if f > 0), None)
+            self._agreed_elapsed = total[-1]
             return total[:2]
 
         mean = self._running.read(with_flags)

@@ -38,10 +38,14 @@ class StopSignals:
         """The time budget counts from now."""
         self.started = time.perf_counter()
 
+    def elapsed(self) -> float:
+        """Seconds since :meth:`start`."""
+        return time.perf_counter() - self.started
+
     def flags(self) -> list[int]:
         """This process's requests, in the order of :data:`STOP_REQUESTS` (1: asked)."""
         budget = self.cfg.max_minutes
-        over = budget is not None and time.perf_counter() - self.started >= 60 * budget
+        over = budget is not None and self.elapsed() >= 60 * budget
         stop_set = self.stop_event is not None and self.stop_event.is_set()
         return [int(self.interrupted), int(stop_set), int(self.callback), int(over)]
 

@@ -28,6 +28,14 @@ def inverse_sqrt(step: int, warmup_steps: int) -> float:
     return min(s / warmup_steps, math.sqrt(warmup_steps / s))
 
 
+def cooldown(progress: float, share: float) -> float:
+    """The factor of the learning rate when ``progress`` (0 to 1) of the run is done: 1 until
+    the last ``share`` of it, then falling linearly to 0 at its end (``share`` 0: always 1)."""
+    if share <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (1.0 - progress) / share))
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig
                    ) -> ReduceLROnPlateau | LRScheduler | None:
     """The schedule ``cfg.lr_schedule`` names: plateau (steps at validations), inverse_sqrt
@@ -72,10 +80,12 @@ class Updater:
         self.scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.per_step = isinstance(self.scheduler, LambdaLR)
+        self.lr_scale = 1.0  # the cool-down's factor on the schedule's rate (set by the trainer)
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        """The learning rate the next step uses: the schedule's, times the cool-down's factor."""
+        return self.optimizer.param_groups[0]["lr"] * self.lr_scale
 
     def step(self, step_model: nn.Module, batch: Any,
              token_share: float | None = None) -> tuple[torch.Tensor, int]:
@@ -112,11 +122,16 @@ class Updater:
             self.scaler.unscale_(self.optimizer)
         if self.cfg.clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        scheduled = [group["lr"] for group in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:  # the schedule keeps its own rate
+            group["lr"] *= self.lr_scale
         if self.scaler is not None:
             self.scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
             self.scaler.update()
         else:
             self.optimizer.step()
+        for group, lr in zip(self.optimizer.param_groups, scheduled):
+            group["lr"] = lr
         if self.per_step:  # inverse_sqrt: once per optimizer step
             self.scheduler.step()  # type: ignore[union-attr]
 
