@@ -18,6 +18,7 @@ for _name, _folder in FRESH_CACHES.items():
     os.environ[_name] = _folder
 
 import pytest
+import torch
 
 from seq2seq_lib import (
     DataConfig,
@@ -103,3 +104,11 @@ def rejects(check, answer, case_name: str, capsys) -> str:
     assert f"「{case_name}」没有通过" in out, out
     assert "Traceback" not in out
     return out
+
+
+def ranks_end_alike(folder: Path) -> bool:
+    """Whether the two torchrun processes of ``tests/ddp_worker.py`` ended with equal weights
+    (``rank0.pt`` and ``rank1.pt`` in ``folder``)."""
+    rank0 = torch.load(folder / "rank0.pt", weights_only=True)
+    rank1 = torch.load(folder / "rank1.pt", weights_only=True)
+    return all(torch.equal(rank0[k], rank1[k]) for k in rank0)

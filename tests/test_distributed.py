@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, ranks_end_alike
 
 from seq2seq_lib import TrainConfig, load_checkpoint
 from seq2seq_lib.cache import preprocess
@@ -63,9 +63,7 @@ def test_ctrl_c_in_one_process_stops_both_at_the_same_step(tiny_data, tmp_path):
     saved = load_checkpoint(tmp_path / "m.last.pt")["trainer_state"]
     # at the next agreement (every 2 steps): step 2, global batch 4; the next step not taken
     assert (saved["epoch"], saved["batch"], saved["step"]) == (1, 4, 2)
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert ranks_end_alike(tmp_path)
 
 
 def test_a_nan_in_one_process_stops_both_with_the_best_weights_kept(tiny_data, tmp_path):
@@ -84,9 +82,7 @@ def test_a_cooldown_by_the_time_budget_follows_the_first_process_clock(tiny_data
     folder = prepared(tiny_data, tmp_path, max_minutes=1.0, cooldown=1.0)
     proc = torchrun(folder, "--clock-skew", "40")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert ranks_end_alike(tmp_path)
     first = load_checkpoint(tmp_path / "m.last.pt")["history"][0]
     lr = settings(folder).lr  # epoch 1's last step: 2 of 6 steps done, by the clock over 40/60
     assert first["step"] == 3 and first["lr"] < lr * (1 - 40 / 60)

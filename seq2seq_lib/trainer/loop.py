@@ -239,8 +239,6 @@ class Trainer:
         share of the epochs and of the time budget. Several processes read the time of the
         first one, agreed at the last sync, so that they all step with the same rate."""
         cfg, st = self.cfg, self.state
-        if not cfg.cooldown:
-            return 1.0
         progress = (st.epoch - 1 + st.batch / max(n_batches, 1)) / cfg.epochs
         if cfg.max_minutes is not None:
             elapsed = self._agreed_elapsed if self.dist.enabled else self.stops.elapsed()
