@@ -3,9 +3,13 @@
 Both halves are stacks of PyTorch's own layers (``nn.TransformerEncoderLayer`` and
 ``nn.TransformerDecoderLayer``) in the pre-norm layout (``norm_first=True``: layer norm before
 each sub-layer, one more at the end of each stack), which trains without a long warm-up.
-Tensors stay in the library's layout, [len, batch, d_model]. Their dropout layers are the
-library's :class:`~seq2seq_lib.dropout.Dropout` (cheap masks on the CPU); the attention weights'
-own dropout stays PyTorch's.
+Tensors stay in the library's layout, [len, batch, d_model]. Dropout sits where Vaswani et al.
+put it: on the embeddings plus positions and on each sub-layer's output before it joins the
+residual stream (plus PyTorch's own on the attention weights), and not between the two layers of
+the feed-forward part, where ``nn.Transformer*Layer`` has one more (fairseq leaves it off by
+default too): the feed-forward's hidden layer is 4 times wider than the rest, so its masks were
+the largest share of the dropout's cost. The dropout layers are the library's
+:class:`~seq2seq_lib.dropout.Dropout` (cheap masks on the CPU).
 
 The decoder keeps the interface of :class:`~seq2seq_lib.interface.DecoderBase`, so ``fit``, the
 Trainer, greedy and beam search and the Translator use it unchanged. Its "hidden" is a cache of
@@ -84,6 +88,13 @@ class _Embed(nn.Module):
         return self.dropout(x + pe.unsqueeze(1))
 
 
+def _without_ff_dropout(layer: nn.Module) -> nn.Module:
+    """``layer`` (an ``nn.Transformer*Layer``) without the dropout inside its feed-forward part
+    (its ``dropout``, between ``linear1`` and ``linear2``); see the module docstring."""
+    layer.dropout = nn.Identity()
+    return layer
+
+
 class TransformerEncoder(nn.Module):
     """Embedding + positions → ``n_layers`` pre-norm self-attention layers → layer norm.
 
@@ -96,8 +107,8 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         self.pad_id = pad_id
         self.embed = _Embed(vocab_size, d_model, dropout, pad_id)
-        layer = use_fast_dropout(nn.TransformerEncoderLayer(d_model, n_heads, ff_dim, dropout,
-                                                            norm_first=True))
+        layer = _without_ff_dropout(use_fast_dropout(nn.TransformerEncoderLayer(
+            d_model, n_heads, ff_dim, dropout, norm_first=True)))
         self.layers = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(d_model),
                                             enable_nested_tensor=False)
         self.out_dim = d_model
@@ -124,8 +135,8 @@ class TransformerDecoder(DecoderBase):
         super().__init__()
         self.vocab_size = vocab_size
         self.embed = _Embed(vocab_size, d_model, dropout, pad_id)
-        layer = use_fast_dropout(nn.TransformerDecoderLayer(d_model, n_heads, ff_dim, dropout,
-                                                            norm_first=True))
+        layer = _without_ff_dropout(use_fast_dropout(nn.TransformerDecoderLayer(
+            d_model, n_heads, ff_dim, dropout, norm_first=True)))
         self.layers = nn.TransformerDecoder(layer, n_layers, norm=nn.LayerNorm(d_model))
         self.fc_out = nn.Linear(d_model, vocab_size)
         self.fc_out.weight = self.embed.embedding.weight

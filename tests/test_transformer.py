@@ -224,3 +224,24 @@ def test_the_layer_with_no_past_is_the_layer_of_torchs_own_submodules():
         tail, grown = cached_decoder_layer(layer, x[3:], kv[:, :, :, :3], cross, enc.mask)
     torch.testing.assert_close(torch.cat([head, tail]), out, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(grown, kv)
+
+
+def test_dropout_on_the_sub_layer_outputs_and_none_inside_the_feed_forward_part():
+    """Vaswani et al.'s placement: in training, the feed-forward part of every layer is
+    deterministic, and the layer as a whole is not (its sub-layer outputs are dropped)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="transformer", d_model=32, n_heads=4, ff_dim=64,
+                                    n_layers=2, dropout=0.5), 20, 25, pad_id=PAD).train()
+    layers = [*model.encoder.layers.layers, *model.decoder.layers.layers]
+    x = torch.randn(6, 3, 32)
+    for layer in layers:
+        # _ff_block ends with the sub-layer's output dropout: with that one off, nothing drops
+        out = layer.dropout2 if isinstance(layer, torch.nn.TransformerEncoderLayer) \
+            else layer.dropout3
+        assert out.p == 0.5 and layer.dropout1.p == 0.5
+        out.p = 0.0
+        assert torch.equal(layer._ff_block(x), layer.eval()._ff_block(x))
+        layer.train()
+        out.p = 0.5
+    enc_layer = model.encoder.layers.layers[0]
+    assert not torch.equal(enc_layer(x), enc_layer(x))
