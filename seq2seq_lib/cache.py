@@ -34,6 +34,7 @@ Folder layout (format version 2)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -67,6 +68,7 @@ from .data import (
     stream_corpus,
 )
 from .pipeline import Subwords, train_subwords
+from .script import pairs_in_script, to_script
 from .subword import SubwordVocab
 from .tokenize import load_user_dict, target_tokens, tokenize_en, tokenize_zh, zh_mode
 from .truecase import TrueCaser, count_spellings
@@ -157,12 +159,13 @@ def cache_hash(inputs: list[dict[str, Any]], settings: dict[str, Any]) -> str:
 
 
 def _subword_identity(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings without the subword ones that change nothing (no spm side: the hash of a
-    cache without subwords stays what it was before they existed); ``tokens`` is already in
-    ``zh_tokens`` and ``en_tokens``."""
+    """The settings without those that change nothing (no spm side, or the Chinese kept as
+    written: the hash of such a cache stays what it was before those settings existed);
+    ``tokens`` is already in ``zh_tokens`` and ``en_tokens``."""
     spm = "spm" in (settings.get("zh_tokens"), settings.get("en_tokens"))
     drop = {"tokens"} | ({"en_tokens"} if settings.get("en_tokens", "word") == "word" else set())
     drop |= set() if spm else {"spm_vocab"}
+    drop |= {"zh_script"} if settings.get("zh_script", "keep") == "keep" else set()
     return {k: v for k, v in settings.items() if k not in drop}
 
 
@@ -171,6 +174,8 @@ def _tokenizer_versions(settings: dict[str, Any]) -> dict[str, str]:
     names = ["jieba", "spacy"]
     if "spm" in (settings.get("zh_tokens"), settings.get("en_tokens")):
         names.append("sentencepiece")
+    if settings.get("zh_script", "keep") != "keep":
+        names.append("opencc-python-reimplemented")
     return {name: _package_version(name) for name in names}
 
 
@@ -204,19 +209,21 @@ def _encode_locally(sentences: list[list[str]], train: np.ndarray
     return list(index), ids, lens, counts
 
 
-def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int, str | None, Subwords]
-                    ) -> dict[str, Any]:
+def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int, str | None, Subwords,
+                                str]) -> dict[str, Any]:
     """Tokenize one chunk of pairs (runs in a worker process: a top-level function, plain data).
 
     :param task: (split codes, Chinese sentences, English sentences, lowercase, jieba mode,
-        max_len, user dictionary or None, SentencePiece vocabularies). Training pairs with a side longer than ``max_len`` tokens are left out, as
-        :func:`~seq2seq_lib.pipeline.prepare_data` does.
+        max_len, user dictionary or None, SentencePiece vocabularies, Chinese script). The
+        Chinese is put into the script first; training pairs with a side longer than
+        ``max_len`` tokens are left out, as :func:`~seq2seq_lib.pipeline.prepare_data` does.
     """
-    codes, zh_list, en_list, lowercase, mode, max_len, user_dict, (src_spm, trg_spm) = task
+    codes, zh_list, en_list, lowercase, mode, max_len, user_dict, (src_spm, trg_spm), script = task
     zh_tokens, en_tokens, kept = [], [], bytearray()
     too_long = 0
     cased_train = []  # the training targets with their case: the truecaser counts them
-    for code, zh, en in zip(codes, zh_list, en_list):
+    for code, zh, en in zip(codes, map(functools.partial(to_script, script=script), zh_list),
+                            en_list):
         zt = (src_spm.tokenize(zh) if src_spm is not None
               else tokenize_zh(zh, mode, user_dict))  # type: ignore[arg-type]
         if code == 0 and lowercase:  # as prepare_data: the truecaser counts the cased words
@@ -490,8 +497,8 @@ def _subwords(records: Iterable[tuple[int, Pair]], pairs: Any, cfg: DataConfig,
         return (None, None), records
     if not isinstance(pairs, CorpusStream):
         records = list(records)
-    train = [pair for number, pair in records
-             if split_of(number, cfg.seed, *fractions) == "train"]
+    train = pairs_in_script([pair for number, pair in records
+                             if split_of(number, cfg.seed, *fractions) == "train"], cfg.zh_script)
     again = pairs.numbered() if isinstance(pairs, CorpusStream) else records
     return train_subwords(cfg, train), again
 
@@ -519,11 +526,11 @@ def _tasks(records: Iterable[tuple[int, Pair]], cfg: DataConfig, fractions: tupl
             en_list.append(en)
             if len(zh_list) == chunk_size:
                 yield (bytes(chunk_codes), zh_list, en_list, cfg.lowercase, mode, cfg.max_len,
-                       cfg.user_dict, subwords)
+                       cfg.user_dict, subwords, cfg.zh_script)
                 chunk_codes, zh_list, en_list = bytearray(), [], []
         if zh_list:
             yield (bytes(chunk_codes), zh_list, en_list, cfg.lowercase, mode, cfg.max_len,
-                       cfg.user_dict, subwords)
+                       cfg.user_dict, subwords, cfg.zh_script)
     finally:
         for fh in raw.values():
             fh.close()
@@ -699,7 +706,9 @@ class CachedData:
     def data_config(self) -> DataConfig:
         """The settings the cache was built with, plus where it is and its hash (what a
         checkpoint trained on it records)."""
-        return replace(from_dict(DataConfig, self.manifest["settings"]), data_dir=str(self.path),
+        # a cache from before zh_script read its Chinese as written
+        settings = {"zh_script": "keep", **self.manifest["settings"]}
+        return replace(from_dict(DataConfig, settings), data_dir=str(self.path),
                        cache_hash=self.cache_hash)
 
     def summary(self) -> str:

@@ -197,9 +197,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raw["info"] = CheckpointInfo(
             src_vocab=_vocab(raw, "src"),
             trg_vocab=_vocab(raw, "trg"),
-            # a checkpoint from before valid_max / test_max held out its fractions uncapped
+            # a checkpoint from before valid_max / test_max held out its fractions uncapped,
+            # one from before zh_script read its Chinese as written
             data_cfg=from_dict(DataConfig, {"valid_max": None, "test_max": None,
-                                            **raw["data_cfg"]}),
+                                            "zh_script": "keep", **raw["data_cfg"]}),
             model_cfg=from_dict(ModelConfig, raw["model_cfg"]),
             truecaser=TrueCaser(raw["truecaser"]) if "truecaser" in raw else None,
         )

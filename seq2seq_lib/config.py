@@ -93,6 +93,11 @@ class DataConfig:
               "(--tokens spm --zh-tokens char: Chinese characters, English subwords)")
     spm_vocab: int = setting(8000, "SentencePiece pieces learned per spm side (the 4 specials "
                                    "and 256 byte pieces come on top)", metavar="N")
+    # Traditional characters as Simplified (seq2seq_lib.script), in training and translation
+    zh_script: Literal["keep", "simplified"] = setting(
+        "simplified", "Chinese script: simplified = Traditional characters are written as "
+                      "Simplified (OpenCC t2s) before tokenizing, in training and translation; "
+                      "keep = as written")
 
     def __post_init__(self) -> None:
         _check(self.min_freq >= 1, "min_freq", "must be at least 1", self.min_freq)
@@ -106,6 +111,8 @@ class DataConfig:
         for name in ("valid_max", "test_max"):
             value = getattr(self, name)
             _check(value is None or value >= 1, name, "must be at least 1 (or None: no cap)", value)
+        _check(self.zh_script in ("keep", "simplified"), "zh_script", "must be keep or simplified",
+               self.zh_script)
         self._resolve_tokens()
 
     def _resolve_tokens(self) -> None:

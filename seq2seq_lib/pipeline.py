@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .batching import TranslationDataset
 from .config import DataConfig
 from .data import Corpus, Pair, Splits, check_held_out, load_corpus, split_pairs
+from .script import pairs_in_script
 from .subword import SubwordVocab
 from .tokenize import (
     check_tokens,
@@ -108,7 +109,7 @@ def prepare_data(cfg: DataConfig, corpus: Corpus | None = None,
     if cfg.user_dict:
         load_user_dict(cfg.user_dict)
     corpus = corpus if corpus is not None else load_corpus(cfg)
-    pairs = sample_pairs(corpus.pairs, cfg.limit, cfg.seed)
+    pairs = pairs_in_script(sample_pairs(corpus.pairs, cfg.limit, cfg.seed), cfg.zh_script)
     splits = split_pairs(pairs, cfg.valid_frac, cfg.test_frac, cfg.seed, cfg.valid_max, cfg.test_max)
     check_held_out(cfg, len(pairs), len(splits.valid), len(splits.test))
     subwords = given_subwords(cfg, vocabs) if vocabs else train_subwords(cfg, splits.train)

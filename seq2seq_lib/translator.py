@@ -17,6 +17,7 @@ from .decode import Hypothesis, beam_search, greedy_decode
 from .device import PrecisionChoice, autocast, choose_device, resolve_precision
 from .metrics import corpus_bleu
 from .models import Seq2Seq
+from .script import to_script
 from .tokenize import check_tokens, detokenize_output, source_tokens
 from .truecase import TrueCaser
 from .vocab import EOS, SOS, Vocab
@@ -118,8 +119,8 @@ class Translator:
         """The Chinese tokens of ``sentence``, as the model sees them (before ``<unk>`` mapping)."""
         if not isinstance(sentence, str) or not sentence.strip():
             raise ValueError("cannot translate an empty sentence: type some Chinese text")
-        return source_tokens(sentence.strip(), self.data_cfg.zh_tokens, self._user_dict,
-                             self.src_vocab)
+        text = to_script(sentence.strip(), self.data_cfg.zh_script)  # as in training
+        return source_tokens(text, self.data_cfg.zh_tokens, self._user_dict, self.src_vocab)
 
     def source_ids(self, sentence: str) -> torch.Tensor:
         """The ids the model reads for ``sentence``, with ``<sos>``/``<eos>``: [src_len]."""
