@@ -47,6 +47,7 @@ from .metrics import bleu_signature, corpus_bleu, perplexity
 from .models import Decoder, Encoded, Encoder, Seq2Seq, count_parameters
 from .pipeline import PreparedData, prepare_data, tokenize_pairs
 from .plots import cjk_font, plot_attention, plot_history, use_cjk_font
+from .script import to_script
 from .tokenize import add_word, detokenize_en, load_user_dict, tokenize_en, tokenize_zh
 from .train import TrainingError, batch_loss, evaluate_loss, set_seed
 from .trainer import FitResult, Trainer, TrainState, fit
@@ -66,5 +67,5 @@ __all__ = [
     "load_hsk", "load_user_dict", "make_loader", "padding_share", "perplexity", "plot_history", "run_history",
     "prepare_data", "read_parallel", "read_tsv", "save_checkpoint", "set_seed", "split_pairs",
     "tokenize_en", "tokenize_pairs", "tokenize_zh", "describe_device", "resolve_precision",
-    "TrueCaser", "Trainer", "TrainState",
+    "TrueCaser", "Trainer", "TrainState", "to_script",
 ]
