@@ -14,10 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Literal
-
-ZhScript = Literal["keep", "simplified"]
-ZH_SCRIPTS: tuple[str, ...] = ("keep", "simplified")
 
 
 @lru_cache(maxsize=1)
