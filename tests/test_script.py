@@ -102,3 +102,28 @@ def test_a_cache_merges_the_scripts_and_an_older_cache_keeps_its_hash(tmp_path):
     del manifest["settings"]["zh_script"]
     manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
     assert load_cache(result.path).data_config().zh_script == "keep"
+
+
+def test_preprocess_takes_the_setting_and_train_keeps_to_the_cache(tmp_path, capsys):
+    """Every data setting a cache is built with is a ``preprocess`` flag (zh_script was missing
+    at first), and training on a cache refuses a script the cache was not built with."""
+    from seq2seq_lib.cli import main
+    from seq2seq_lib.cli.preprocess import CACHE_SETTINGS
+
+    inputs = {"source", "src_path", "trg_path", "tsv_path"}
+    assert set(CACHE_SETTINGS) == set(cache_settings(DataConfig())) - inputs
+    zh, en = tmp_path / "c.zh", tmp_path / "c.en"
+    zh.write_text("".join(z + "\n" for z, _ in MIXED), encoding="utf-8")
+    en.write_text("".join(e + "\n" for _, e in MIXED), encoding="utf-8")
+    cache = tmp_path / "cache"
+    assert main(["preprocess", "--src", str(zh), "--trg", str(en), "--out", str(cache),
+                 "--zh-script", "keep", "--zh-tokens", "char", "--min-freq", "1",
+                 "--workers", "1", "--quiet"]) == 0
+    assert load_cache(cache).data_config().zh_script == "keep"
+    assert "們" in load_cache(cache).src_vocab.itos
+    capsys.readouterr()
+    assert main(["train", "--data-dir", str(cache), "--zh-script", "simplified",
+                 "--out", str(tmp_path / "m.pt")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --zh-script simplified does not match the cache {cache} (zh_script='keep'): "
+        "preprocess again to change it")

@@ -10,7 +10,7 @@ from .settings import Layer, build, default_layer, derive_source
 # the data settings a cache is built with (``limit`` samples in memory; a cache holds it all)
 CACHE_SETTINGS = ("valid_frac", "test_frac", "seed", "lowercase", "min_freq", "max_size",
                   "max_len", "user_dict", "zh_tokens", "valid_max", "test_max", "en_tokens",
-                  "tokens", "spm_vocab")
+                  "tokens", "spm_vocab", "zh_script")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
