@@ -34,7 +34,6 @@ Folder layout (format version 2)::
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import multiprocessing
@@ -222,8 +221,8 @@ def _tokenize_chunk(task: tuple[bytes, list[str], list[str], bool, str, int, str
     zh_tokens, en_tokens, kept = [], [], bytearray()
     too_long = 0
     cased_train = []  # the training targets with their case: the truecaser counts them
-    for code, zh, en in zip(codes, map(functools.partial(to_script, script=script), zh_list),
-                            en_list):
+    for code, zh, en in zip(codes, zh_list, en_list):
+        zh = to_script(zh, script)
         zt = (src_spm.tokenize(zh) if src_spm is not None
               else tokenize_zh(zh, mode, user_dict))  # type: ignore[arg-type]
         if code == 0 and lowercase:  # as prepare_data: the truecaser counts the cased words
