@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import TINY_MODEL, tiny_setup
 
-from seq2seq_lib import TrainConfig, batch_loss, collate, load_checkpoint
+from seq2seq_lib import TrainConfig, batch_loss, collate, load_checkpoint, make_loader
 from seq2seq_lib.checkpoint import last_checkpoint_path
-from seq2seq_lib.config import ConfigError
+from seq2seq_lib.config import AUTO_WARMUP_MAX, ConfigError, transformer_configs
 from seq2seq_lib.lesson import lesson_shifted_loss
 from seq2seq_lib.trainer import Trainer
-from seq2seq_lib.trainer.update import inverse_sqrt
+from seq2seq_lib.trainer.update import inverse_sqrt, with_warmup
 
 PAD = 1
 
@@ -105,9 +105,39 @@ def test_the_trainer_smooths_the_training_loss_only(tiny_data):
         Trainer(model, loader, valid_loader, cfg, info, loss_fn=lesson_shifted_loss)
 
 
+@pytest.mark.parametrize("accumulate, steps_per_epoch", [(1, 3), (2, 2)])
+def test_warmup_steps_0_warms_up_over_one_epochs_optimizer_steps(tiny_data, accumulate,
+                                                                  steps_per_epoch):
+    data_cfg, data = tiny_data  # 3 batches of 8 an epoch; accumulate 2: steps of 2 batches
+    model, _, valid_loader, cfg, info = tiny_setup(data_cfg, data, 2, TINY_MODEL)
+    cfg.lr_schedule, cfg.warmup_steps, cfg.accumulate = "inverse_sqrt", 0, accumulate
+    loader = make_loader(data.train, 8, seed=0, accumulate=accumulate)
+    trainer = Trainer(model, loader, valid_loader, cfg, info, progress=False)
+    assert trainer.cfg.warmup_steps == steps_per_epoch
+    seen = []
+    trainer.add_callback("on_step", lambda t: seen.append(t.optimizer.param_groups[0]["lr"]))
+    trainer.fit()
+    lr = trainer.cfg.lr
+    assert seen == pytest.approx([lr * inverse_sqrt(s, steps_per_epoch)
+                                  for s in range(1, 2 * steps_per_epoch + 1)])
+
+
+def test_the_one_epoch_warmup_has_a_ceiling_and_leaves_other_settings_alone():
+    never = lambda: pytest.fail("the epoch's steps were counted without need")  # noqa: E731
+    cfg = TrainConfig(lr_schedule="inverse_sqrt", warmup_steps=0)
+    assert with_warmup(cfg, lambda: 150_000).warmup_steps == AUTO_WARMUP_MAX == 4000
+    assert with_warmup(cfg, lambda: 0).warmup_steps == 1
+    assert with_warmup(TrainConfig(lr_schedule="inverse_sqrt", warmup_steps=7), never
+                       ).warmup_steps == 7
+    plateau = TrainConfig(lr_schedule="plateau", warmup_steps=0)
+    assert with_warmup(plateau, never) is plateau
+    assert cfg.warmup_steps == 0  # a copy: the settings asked for stay as they were
+    assert transformer_configs()[2].warmup_steps == 0
+
+
 def test_the_settings_are_checked():
-    with pytest.raises(ConfigError, match="warmup_steps must be at least 1"):
-        TrainConfig(lr_schedule="inverse_sqrt", warmup_steps=0)
+    with pytest.raises(ConfigError, match=r"warmup_steps must be 0 \(one epoch\) or more"):
+        TrainConfig(lr_schedule="inverse_sqrt", warmup_steps=-1)
     with pytest.raises(ConfigError, match="label_smoothing must be in"):
         TrainConfig(label_smoothing=1.0)
     with pytest.raises(ConfigError, match="must be none, plateau or inverse_sqrt"):

@@ -44,7 +44,7 @@ from .keeper import CheckpointKeeper, Snapshot, legacy_state
 from .order import POSITION_VERSION, EpochOrder, check_loaders
 from .state import TrainState, rng_state
 from .stopping import STOP_REQUESTS, StopSignals
-from .update import Updater, cooldown
+from .update import Updater, cooldown, with_warmup
 
 Hook = Callable[["Trainer"], "bool | None"]
 EpochCallback = Callable[[EpochRecord, list[EpochRecord]], "bool | None"]
@@ -114,6 +114,8 @@ class Trainer:
         self.keeper = CheckpointKeeper(cfg, info, dist.is_main)
         self.stops = StopSignals(cfg, dist, stop)
         self.order = EpochOrder(train_loader, cfg.seed, dist, self.device, cfg.accumulate)
+        # warmup_steps 0: one epoch's optimizer steps (the checkpoints hold the steps it became)
+        self.cfg = cfg = with_warmup(cfg, lambda: self.order.n_steps(1, 0))
         self.updater = Updater(model, cfg, self.device, self.precision, loss_fn)
         self.optimizer, self.scaler = self.updater.optimizer, self.updater.scaler
         self.state = TrainState()

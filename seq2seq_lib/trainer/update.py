@@ -6,13 +6,15 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
-from ..config import TrainConfig
+from ..config import AUTO_WARMUP_MAX, TrainConfig
 from ..device import PrecisionChoice, autocast
 from ..train import LossFn, make_optimizer
 
@@ -26,6 +28,16 @@ def inverse_sqrt(step: int, warmup_steps: int) -> float:
     """
     s = step + 1
     return min(s / warmup_steps, math.sqrt(warmup_steps / s))
+
+
+def with_warmup(cfg: TrainConfig, steps_per_epoch: Callable[[], int]) -> TrainConfig:
+    """``cfg`` with ``warmup_steps=0`` (inverse_sqrt) resolved: one epoch's optimizer steps,
+    at most :data:`~seq2seq_lib.config.AUTO_WARMUP_MAX` (``steps_per_epoch`` is called only
+    then). On HSK (about 60 steps an epoch) 100 steps did better than 300, and on 24,300
+    Tatoeba pairs (380 steps) 400 better than 100: about an epoch, both times."""
+    if cfg.lr_schedule != "inverse_sqrt" or cfg.warmup_steps:
+        return cfg
+    return replace(cfg, warmup_steps=max(1, min(AUTO_WARMUP_MAX, steps_per_epoch())))
 
 
 def cooldown(progress: float, share: float) -> float:
