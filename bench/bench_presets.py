@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['valid_loss'] or float('nan'):>10.3f} {r['bleu_greedy']:>6.2f} "
               f"{r[f'bleu_{b}']:>6.2f} {r[f'chrf_{b}']:>5.1f}  {r.get('delta_greedy', ''):<22} "
               f"{r.get(f'delta_{b}', '')}")
-    print(f"(test BLEU case-insensitive; Δ: run minus {runs[0][0]}, paired bootstrap 95 %)")
+    print(f"(epoch, step, valid loss: the last validation's; test BLEU case-insensitive; "
+          f"Δ: run minus {runs[0][0]}, paired bootstrap 95 %)")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
