@@ -101,12 +101,14 @@ def main() -> None:
         with (folder / "steps.txt").open("a", encoding="utf-8") as fh:
             fh.write(f"{trainer.state.epoch} {trainer.state.batch} {trainer.state.step}\n")
 
-    try:
+    finished = False  # as the command line does: processes that got to the end wait for
+    try:              # each other before leaving, so none tears down gloo while one writes
         train_model(data, data_cfg, model_cfg, train_cfg, dist=ctx, device=device,
                     progress=False, loss_fn=loss_fn, resume_from=args.resume,
                     hooks={"on_validation": [snapshot], "on_step": [log_position]})
+        finished = True
     finally:
-        shutdown_distributed(ctx)
+        shutdown_distributed(ctx, finished)
 
 
 if __name__ == "__main__":
