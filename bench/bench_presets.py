@@ -87,8 +87,10 @@ def train_all(args: argparse.Namespace, runs: list[tuple[str, list[str]]], seed:
 
 def last_metrics(checkpoint: Path) -> dict[str, Any]:
     """The last validation row that ``train`` logged beside ``checkpoint``."""
+    from seq2seq_lib.cli.metrics_log import metrics_paths
+
     rows = [json.loads(line) for line in
-            checkpoint.with_suffix(".metrics.jsonl").read_text(encoding="utf-8").splitlines()
+            metrics_paths(checkpoint)[0].read_text(encoding="utf-8").splitlines()
             if line.strip()]
     return rows[-1] if rows else {}
 

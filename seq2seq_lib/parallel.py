@@ -9,7 +9,9 @@ default, :data:`SINGLE`, is one process on its own, and then nothing here commun
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -109,3 +111,16 @@ def shutdown_distributed(ctx: DistContext, finished: bool = False) -> None:
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(device_preference: str = "auto") -> Iterator[tuple[DistContext, torch.device]]:
+    """:func:`init_distributed` for the ``with`` block, then :func:`shutdown_distributed`:
+    after waiting for the others when the block got to its end, at once after an error."""
+    ctx, device = init_distributed(device_preference)
+    finished = False
+    try:
+        yield ctx, device
+        finished = True
+    finally:
+        shutdown_distributed(ctx, finished)

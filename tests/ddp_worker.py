@@ -29,7 +29,7 @@ import torch
 
 import seq2seq_lib.trainer.keeper as keeper_mod
 from seq2seq_lib.cache import load_cache
-from seq2seq_lib.parallel import init_distributed, shutdown_distributed
+from seq2seq_lib.parallel import process_group
 from seq2seq_lib.recipe import train_model
 from seq2seq_lib.train import batch_loss
 from seq2seq_lib.trainer import Trainer
@@ -52,63 +52,58 @@ def main() -> None:
     if isinstance(data, str):  # a cache: every process maps the same files
         data = load_cache(data)
         data_cfg = data.data_config()
-    ctx, device = init_distributed("cpu")
-    writes = folder / f"writes.rank{ctx.rank}.txt"
-    writes.write_text("", encoding="utf-8")
-    real_save = keeper_mod.save_checkpoint
+    with process_group("cpu") as (ctx, device):
+        writes = folder / f"writes.rank{ctx.rank}.txt"
+        writes.write_text("", encoding="utf-8")
+        real_save = keeper_mod.save_checkpoint
 
-    def recording_save(path, *a, **kw):
-        with writes.open("a", encoding="utf-8") as fh:
-            fh.write(f"{Path(path).name}\n")
-        return real_save(path, *a, **kw)
+        def recording_save(path, *a, **kw):
+            with writes.open("a", encoding="utf-8") as fh:
+                fh.write(f"{Path(path).name}\n")
+            return real_save(path, *a, **kw)
 
-    keeper_mod.save_checkpoint = recording_save
-    real_end = Trainer._end
+        keeper_mod.save_checkpoint = recording_save
+        real_end = Trainer._end
 
-    def dump_then_end(trainer, save_last):
-        torch.save(trainer.model.state_dict(), folder / f"rank{ctx.rank}.pt")
-        real_end(trainer, save_last)
+        def dump_then_end(trainer, save_last):
+            torch.save(trainer.model.state_dict(), folder / f"rank{ctx.rank}.pt")
+            real_end(trainer, save_last)
 
-    Trainer._end = dump_then_end
-    real_start = StopSignals.start
+        Trainer._end = dump_then_end
+        real_start = StopSignals.start
 
-    def skewed_start(stops):
-        real_start(stops)
-        if ctx.rank == 0:
-            stops.started -= args.clock_skew
+        def skewed_start(stops):
+            real_start(stops)
+            if ctx.rank == 0:
+                stops.started -= args.clock_skew
 
-    StopSignals.start = skewed_start
-    steps = 0
+        StopSignals.start = skewed_start
+        steps = 0
 
-    def loss_fn(model, batch, teacher_forcing_ratio):
-        nonlocal steps
-        steps += 1
-        if ctx.rank == 1 and steps == args.die_at:
-            os._exit(3)  # no clean-up, like a process killed by the system
-        if ctx.rank == 1 and steps == args.interrupt_at:
-            signal.raise_signal(signal.SIGINT)
-        loss, n = batch_loss(model, batch, teacher_forcing_ratio)
-        if ctx.rank == 1 and steps == args.nan_at:
-            loss = loss * float("nan")
-        return loss, n
+        def loss_fn(model, batch, teacher_forcing_ratio):
+            nonlocal steps
+            steps += 1
+            if ctx.rank == 1 and steps == args.die_at:
+                os._exit(3)  # no clean-up, like a process killed by the system
+            if ctx.rank == 1 and steps == args.interrupt_at:
+                signal.raise_signal(signal.SIGINT)
+            loss, n = batch_loss(model, batch, teacher_forcing_ratio)
+            if ctx.rank == 1 and steps == args.nan_at:
+                loss = loss * float("nan")
+            return loss, n
 
-    def snapshot(trainer):
-        if trainer.state.step == args.snapshot_at:
-            last = Path(train_cfg.last_checkpoint_path)
-            shutil.copy(last, last.with_name(f"m.step{args.snapshot_at}.pt"))
+        def snapshot(trainer):
+            if trainer.state.step == args.snapshot_at:
+                last = Path(train_cfg.last_checkpoint_path)
+                shutil.copy(last, last.with_name(f"m.step{args.snapshot_at}.pt"))
 
-    def log_position(trainer):
-        with (folder / "steps.txt").open("a", encoding="utf-8") as fh:
-            fh.write(f"{trainer.state.epoch} {trainer.state.batch} {trainer.state.step}\n")
+        def log_position(trainer):
+            with (folder / "steps.txt").open("a", encoding="utf-8") as fh:
+                fh.write(f"{trainer.state.epoch} {trainer.state.batch} {trainer.state.step}\n")
 
-    finished = False  # as the command line does: processes that got to the end wait for
-    try:              # each other before leaving, so none tears down gloo while one writes
         train_model(data, data_cfg, model_cfg, train_cfg, dist=ctx, device=device,
                     progress=False, loss_fn=loss_fn, resume_from=args.resume,
                     hooks={"on_validation": [snapshot], "on_step": [log_position]})
-        finished = True
-    finally:
-        shutdown_distributed(ctx, finished)
 
 
 if __name__ == "__main__":

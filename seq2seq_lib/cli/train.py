@@ -144,22 +144,16 @@ def run(args: argparse.Namespace) -> None:
     import contextlib
     import os
 
-    from ..parallel import init_distributed, shutdown_distributed
+    from ..parallel import process_group
     from .common import check_beam
 
     check_beam(args)
     p = plan(args)  # refuse senseless settings before anything else
-    ctx, device = init_distributed(p.train_cfg.device)
-    finished = False
-    try:
-        with contextlib.ExitStack() as stack:
-            if not ctx.is_main:
-                devnull = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))
-                stack.enter_context(contextlib.redirect_stdout(devnull))
-            _train_and_report(args, p, ctx, device)
-        finished = True
-    finally:
-        shutdown_distributed(ctx, finished)
+    with process_group(p.train_cfg.device) as (ctx, device), contextlib.ExitStack() as stack:
+        if not ctx.is_main:
+            devnull = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))
+            stack.enter_context(contextlib.redirect_stdout(devnull))
+        _train_and_report(args, p, ctx, device)
 
 
 def open_data(p: Plan, ctx: Any) -> Any:
